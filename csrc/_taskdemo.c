@@ -1,0 +1,526 @@
+/*
+ * _taskdemo.c - the extension module: multi-phase init, module state, and
+ * the small functions (native sleep/spin, thread_count, the Stopwatch type).
+ * The future type lives in py_future.c, the executor in py_executor.c.
+ *
+ * Waiting: every blocking call waits in 50 ms slices with the GIL released
+ * and runs signal handlers between slices (like acquire_timed in CPython's
+ * _threadmodule.c), so Ctrl-C interrupts it promptly.
+ */
+#include "py_module.h"
+
+#include <math.h>
+
+#include "td_clock.h"
+#include "td_sw.h"
+#include "td_threads.h"
+
+#define SLICE_NS (50 * 1000 * 1000)
+#define MAX_TIMEOUT_S 9.2e9   /* ~292 years: fits int64 nanoseconds */
+
+static PyModuleDef module_def;
+
+py_state *py_state_from_type(PyTypeObject *tp)
+{
+    /* Walk the MRO, so Python subclasses of our types find us too
+     * (PyType_GetModuleByDef does this, but only from 3.11 on). */
+    PyObject *mro = tp->tp_mro;
+    for (Py_ssize_t i = 0; mro && i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        PyObject *m = ((PyHeapTypeObject *)t)->ht_module;
+        if (m != NULL && PyModule_GetDef(m) == &module_def) {
+            return PyModule_GetState(m);
+        }
+    }
+    PyErr_SetString(PyExc_TypeError, "not a taskdemo type");
+    return NULL;
+}
+
+PyObject *py_raise(py_state *st, int rc)
+{
+    switch (rc) {
+    case TD_ENOMEM:
+        return PyErr_NoMemory();
+    case TD_EINVAL:
+        PyErr_SetString(PyExc_ValueError, td_strerror(rc));
+        return NULL;
+    case TD_ETIMEDOUT:
+        PyErr_SetString(PyExc_TimeoutError, td_strerror(rc));
+        return NULL;
+    case TD_ENOSYS:
+        PyErr_SetString(PyExc_NotImplementedError, td_strerror(rc));
+        return NULL;
+    case TD_EAGAIN:
+        /* The stdlib's words when a thread cannot start. */
+        PyErr_SetString(PyExc_RuntimeError, "can't start new thread");
+        return NULL;
+    default:
+        PyErr_SetString(st->TaskError, td_strerror(rc));
+        return NULL;
+    }
+}
+
+/* Seconds (int or float, finite, >= 0 unless negative_is_zero) to ns. */
+static int seconds_to_ns(PyObject *obj, const char *what,
+                         int negative_is_zero, int64_t *out)
+{
+    if (!PyFloat_Check(obj) && !PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s must be a number of seconds, not %.100s", what,
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    double s = PyFloat_AsDouble(obj);
+    if (s == -1.0 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (isnan(s)) {
+        PyErr_Format(PyExc_ValueError, "%s must not be NaN", what);
+        return -1;
+    }
+    if (s < 0) {
+        if (!negative_is_zero) {
+            PyErr_Format(PyExc_ValueError, "%s must be >= 0, not %R", what,
+                         obj);
+            return -1;
+        }
+        s = 0;
+    }
+    if (s > MAX_TIMEOUT_S) {
+        s = MAX_TIMEOUT_S;
+    }
+    *out = (int64_t)(s * 1e9);
+    return 0;
+}
+
+int py_timeout_ns(PyObject *timeout, int64_t *out_ns)
+{
+    if (timeout == Py_None) {
+        *out_ns = -1;
+        return 0;
+    }
+    /* Negative timeouts mean "do not wait", as Condition.wait treats them
+     * in the stdlib's Future. */
+    return seconds_to_ns(timeout, "timeout", 1, out_ns);
+}
+
+int py_wait_word(py_state *st, const _Atomic int *word, int expected,
+                 _Atomic unsigned *nwaiters, int64_t timeout_ns)
+{
+    int64_t deadline = timeout_ns < 0
+        ? -1 : (int64_t)td_clock_now_ns() + timeout_ns;
+    for (;;) {
+        int64_t slice = SLICE_NS;
+        if (deadline >= 0) {
+            int64_t left = deadline - (int64_t)td_clock_now_ns();
+            if (left <= 0) {
+                return atomic_load(word) != expected;
+            }
+            if (left < slice) {
+                slice = left;
+            }
+        }
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = td_waitset_wait(&st->waitset, word, expected, nwaiters, slice);
+        Py_END_ALLOW_THREADS
+        if (rc == TD_OK) {
+            return 1;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;   /* KeyboardInterrupt, or a handler's exception */
+        }
+    }
+}
+
+/* ---- native tasks ---------------------------------------------------- */
+
+/* Runs sleep or spin for the requested time in GIL-free slices, checking
+ * for Ctrl-C between them when called on the main thread. */
+static PyObject *run_native(PyObject *seconds, const char *what, int spin)
+{
+    int64_t ns;
+    if (seconds_to_ns(seconds, what, 0, &ns) < 0) {
+        return NULL;
+    }
+    uint64_t deadline = td_clock_now_ns() + (uint64_t)ns;
+    for (;;) {
+        uint64_t now = td_clock_now_ns();
+        if (now >= deadline) {
+            Py_RETURN_NONE;
+        }
+        uint64_t slice = deadline - now;
+        if (slice > SLICE_NS) {
+            slice = SLICE_NS;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        if (spin) {
+            td_clock_spin_ns(slice);
+        } else {
+            td_clock_sleep_ns(slice);
+        }
+        Py_END_ALLOW_THREADS
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
+}
+
+PyDoc_STRVAR(sleep_doc,
+"sleep(seconds, /)\n--\n\n"
+"Sleep for seconds (int or float, >= 0) in C with the GIL released.");
+
+static PyObject *native_sleep(PyObject *module, PyObject *seconds)
+{
+    (void)module;
+    return run_native(seconds, "seconds", 0);
+}
+
+PyDoc_STRVAR(spin_doc,
+"spin(seconds, /)\n--\n\n"
+"Keep one CPU busy for seconds in C with the GIL released (CPU-bound work\n"
+"that really runs in parallel on a thread pool).");
+
+static PyObject *native_spin(PyObject *module, PyObject *seconds)
+{
+    (void)module;
+    return run_native(seconds, "seconds", 1);
+}
+
+PyDoc_STRVAR(thread_count_doc,
+"thread_count()\n--\n\n"
+"Return the number of OS threads in this process, counted in C\n"
+"(/proc/self/task on Linux, task_threads on macOS).");
+
+static PyObject *thread_count(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    unsigned n;
+    int rc = td_thread_count(&n);
+    if (rc != TD_OK) {
+        return py_raise(PyModule_GetState(module), rc);
+    }
+    return PyLong_FromUnsignedLong(n);
+}
+
+PyDoc_STRVAR(monotonic_ns_doc,
+"monotonic_ns()\n--\n\n"
+"Return the C core's monotonic clock in integer nanoseconds.");
+
+static PyObject *monotonic_ns(PyObject *module, PyObject *unused)
+{
+    (void)module;
+    (void)unused;
+    return PyLong_FromUnsignedLongLong(td_clock_now_ns());
+}
+
+PyDoc_STRVAR(set_worker_hooks_doc,
+"_set_worker_hooks(register, unregister, /)\n--\n\n"
+"Internal: register(name) -> thread object makes a worker visible to\n"
+"threading; unregister(thread) removes it when the worker exits.");
+
+static PyObject *set_worker_hooks(PyObject *module, PyObject *const *args,
+                                  Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyCallable_Check(args[0]) ||
+        !PyCallable_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_set_worker_hooks(register, unregister) takes two "
+                        "callables");
+        return NULL;
+    }
+    py_state *st = PyModule_GetState(module);
+    Py_XSETREF(st->register_worker, Py_NewRef(args[0]));
+    Py_XSETREF(st->unregister_worker, Py_NewRef(args[1]));
+    Py_RETURN_NONE;
+}
+
+/* ---- Stopwatch ------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    td_sw sw;
+} stopwatch_object;
+
+static PyObject *stopwatch_new(PyTypeObject *tp, PyObject *args,
+                               PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 ||
+        (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Stopwatch() takes no arguments");
+        return NULL;
+    }
+    stopwatch_object *self = (stopwatch_object *)tp->tp_alloc(tp, 0);
+    if (self != NULL) {
+        td_sw_init(&self->sw, NULL, NULL);
+    }
+    return (PyObject *)self;
+}
+
+static void stopwatch_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *stopwatch_start(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    td_sw_start(&((stopwatch_object *)self)->sw);
+    Py_RETURN_NONE;
+}
+
+static PyObject *stopwatch_stop(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    if (td_sw_stop(&((stopwatch_object *)self)->sw) != TD_OK) {
+        PyErr_SetString(PyExc_RuntimeError, "the stopwatch is not running");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *stopwatch_elapsed(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyFloat_FromDouble(
+        (double)td_sw_elapsed_ns(&((stopwatch_object *)self)->sw) / 1e9);
+}
+
+static PyObject *stopwatch_elapsed_ns(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(
+        td_sw_elapsed_ns(&((stopwatch_object *)self)->sw));
+}
+
+static PyObject *stopwatch_running(PyObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(((stopwatch_object *)self)->sw.state ==
+                           TD_SW_RUNNING);
+}
+
+static PyMethodDef stopwatch_methods[] = {
+    {"start", stopwatch_start, METH_NOARGS,
+     "start()\n--\n\nStart (or restart) timing."},
+    {"stop", stopwatch_stop, METH_NOARGS,
+     "stop()\n--\n\nStop timing; RuntimeError if it is not running."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef stopwatch_getset[] = {
+    {"elapsed", stopwatch_elapsed, NULL,
+     "Seconds as float: up to now while running, start to stop after.",
+     NULL},
+    {"elapsed_ns", stopwatch_elapsed_ns, NULL,
+     "The same in integer nanoseconds.", NULL},
+    {"running", stopwatch_running, NULL, "True between start and stop.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot stopwatch_slots[] = {
+    {Py_tp_doc, "Stopwatch()\n--\n\n"
+                "A stopwatch on the C core's monotonic clock."},
+    {Py_tp_new, stopwatch_new},
+    {Py_tp_dealloc, stopwatch_dealloc},
+    {Py_tp_methods, stopwatch_methods},
+    {Py_tp_getset, stopwatch_getset},
+    {0, NULL},
+};
+
+static PyType_Spec stopwatch_spec = {
+    .name = "taskdemo._taskdemo.Stopwatch",
+    .basicsize = sizeof(stopwatch_object),
+    .flags = Py_TPFLAGS_DEFAULT
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+    ,
+    .slots = stopwatch_slots,
+};
+
+/* ---- the module ------------------------------------------------------ */
+
+static PyMethodDef module_methods[] = {
+    {"sleep", native_sleep, METH_O, sleep_doc},
+    {"spin", native_spin, METH_O, spin_doc},
+    {"thread_count", thread_count, METH_NOARGS, thread_count_doc},
+    {"monotonic_ns", monotonic_ns, METH_NOARGS, monotonic_ns_doc},
+    {"_set_worker_hooks", (PyCFunction)(void (*)(void))set_worker_hooks,
+     METH_FASTCALL, set_worker_hooks_doc},
+    {"_shutdown_all", py_executors_shutdown_all, METH_NOARGS,
+     "_shutdown_all()\n--\n\nInternal: at interpreter exit, stop accepting "
+     "work and join every pool (queued tasks still run)."},
+    {"_before_fork", py_executors_before_fork, METH_NOARGS,
+     "Internal: os.register_at_fork(before=...)."},
+    {"_after_fork_parent", py_executors_after_fork_parent, METH_NOARGS,
+     "Internal: os.register_at_fork(after_in_parent=...)."},
+    {"_after_fork_child", py_executors_after_fork_child, METH_NOARGS,
+     "Internal: os.register_at_fork(after_in_child=...)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *import_attr(const char *module, const char *name)
+{
+    PyObject *m = PyImport_ImportModule(module);
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *attr = PyObject_GetAttrString(m, name);
+    Py_DECREF(m);
+    return attr;
+}
+
+static int module_exec(PyObject *module)
+{
+    py_state *st = PyModule_GetState(module);
+    static const char *const state_attrs[PY_NSTATES] = {
+        "PENDING", "RUNNING", "CANCELLED", "CANCELLED_AND_NOTIFIED",
+        "FINISHED",
+    };
+    for (int i = 0; i < PY_NSTATES; i++) {
+        st->state_names[i] = import_attr("concurrent.futures._base",
+                                         state_attrs[i]);
+        if (st->state_names[i] == NULL) {
+            return -1;
+        }
+    }
+    if ((st->BaseFuture = import_attr("concurrent.futures", "Future")) ==
+            NULL ||
+        (st->CancelledError = import_attr("concurrent.futures",
+                                          "CancelledError")) == NULL ||
+        (st->TimeoutError = import_attr("concurrent.futures",
+                                        "TimeoutError")) == NULL ||
+        (st->InvalidStateError = import_attr("concurrent.futures",
+                                             "InvalidStateError")) == NULL ||
+        (st->BrokenThreadPool = import_attr("concurrent.futures.thread",
+                                            "BrokenThreadPool")) == NULL ||
+        (st->Condition = import_attr("threading", "Condition")) == NULL) {
+        return -1;
+    }
+    PyObject *getLogger = import_attr("logging", "getLogger");
+    if (getLogger == NULL) {
+        return -1;
+    }
+    st->logger = PyObject_CallFunction(getLogger, "s", "concurrent.futures");
+    Py_DECREF(getLogger);
+    if (st->logger == NULL) {
+        return -1;
+    }
+    int rc = td_waitset_init(&st->waitset);
+    if (rc != TD_OK) {
+        py_raise(st, rc);
+        return -1;
+    }
+    st->waitset_ready = 1;
+
+    st->TaskError = PyErr_NewExceptionWithDoc(
+        "taskdemo.TaskError", "An error reported by the taskdemo C core.",
+        PyExc_RuntimeError, NULL);
+    if (st->TaskError == NULL ||
+        PyModule_AddObjectRef(module, "TaskError", st->TaskError) < 0) {
+        return -1;
+    }
+    st->StopwatchType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &stopwatch_spec, NULL);
+    if (st->StopwatchType == NULL ||
+        PyModule_AddType(module, st->StopwatchType) < 0) {
+        return -1;
+    }
+    if (py_future_init_type(module, st) < 0 ||
+        py_executor_init_type(module, st) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int module_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    py_state *st = PyModule_GetState(module);
+    Py_VISIT(st->FutureType);
+    Py_VISIT(st->ExecutorType);
+    Py_VISIT(st->StopwatchType);
+    Py_VISIT(st->TaskError);
+    Py_VISIT(st->BaseFuture);
+    Py_VISIT(st->CancelledError);
+    Py_VISIT(st->TimeoutError);
+    Py_VISIT(st->InvalidStateError);
+    Py_VISIT(st->BrokenThreadPool);
+    Py_VISIT(st->Condition);
+    Py_VISIT(st->logger);
+    Py_VISIT(st->register_worker);
+    Py_VISIT(st->unregister_worker);
+    for (int i = 0; i < PY_NSTATES; i++) {
+        Py_VISIT(st->state_names[i]);
+    }
+    return 0;
+}
+
+static int module_clear(PyObject *module)
+{
+    py_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->FutureType);
+    Py_CLEAR(st->ExecutorType);
+    Py_CLEAR(st->StopwatchType);
+    Py_CLEAR(st->TaskError);
+    Py_CLEAR(st->BaseFuture);
+    Py_CLEAR(st->CancelledError);
+    Py_CLEAR(st->TimeoutError);
+    Py_CLEAR(st->InvalidStateError);
+    Py_CLEAR(st->BrokenThreadPool);
+    Py_CLEAR(st->Condition);
+    Py_CLEAR(st->logger);
+    Py_CLEAR(st->register_worker);
+    Py_CLEAR(st->unregister_worker);
+    for (int i = 0; i < PY_NSTATES; i++) {
+        Py_CLEAR(st->state_names[i]);
+    }
+    return 0;
+}
+
+static void module_free(void *module)
+{
+    py_state *st = PyModule_GetState((PyObject *)module);
+    module_clear((PyObject *)module);
+    /* Pools are joined at exit (_shutdown_all); whatever is left has no
+     * threads and only needs its memory back. */
+    py_executors_clear_all(st);
+    if (st->waitset_ready) {
+        td_waitset_destroy(&st->waitset);
+        st->waitset_ready = 0;
+    }
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#ifdef Py_mod_multiple_interpreters
+    /* Workers use PyGILState_*, which subinterpreters do not support. */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
+#endif
+    {0, NULL},
+};
+
+static PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "taskdemo._taskdemo",
+    .m_doc = "The C core of taskdemo: a pthread pool with futures that are "
+             "concurrent.futures.Future instances, a monotonic stopwatch and "
+             "an OS thread counter.",
+    .m_size = sizeof(py_state),
+    .m_methods = module_methods,
+    .m_slots = module_slots,
+    .m_traverse = module_traverse,
+    .m_clear = module_clear,
+    .m_free = module_free,
+};
+
+PyMODINIT_FUNC PyInit__taskdemo(void)
+{
+    return PyModuleDef_Init(&module_def);
+}

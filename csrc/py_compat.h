@@ -1,0 +1,58 @@
+/*
+ * py_compat.h - the few C-API pieces that differ between CPython 3.9 and
+ * 3.13, in one place so the binding reads the same on every version.
+ */
+#ifndef TD_PY_COMPAT_H
+#define TD_PY_COMPAT_H
+
+#include <Python.h>
+
+#if PY_VERSION_HEX < 0x030A00F0
+static inline PyObject *Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+static inline PyObject *Py_XNewRef(PyObject *o)
+{
+    Py_XINCREF(o);
+    return o;
+}
+static inline int PyModule_AddObjectRef(PyObject *m, const char *name,
+                                        PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(m, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+/*
+ * Takes the raised exception as one normalised object with its traceback
+ * attached (NULL if none is set), and clears it.  3.12 has this built in;
+ * before, it is three values to fetch and normalise.
+ */
+static inline PyObject *td_fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    if (type == NULL) {
+        return NULL;
+    }
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+#endif /* TD_PY_COMPAT_H */

@@ -1,0 +1,816 @@
+/*
+ * py_executor.c - the C base of taskdemo.ThreadPoolExecutor.
+ *
+ * taskdemo.ThreadPoolExecutor (Python) derives from this type and from
+ * concurrent.futures.ThreadPoolExecutor; this type comes first in the MRO,
+ * so __init__, submit and shutdown are ours and none of the stdlib pool's
+ * machinery (queue, semaphore, Python threads) is ever built.
+ *
+ * Each executor owns a py_pool: the core td_pool plus what its workers need
+ * from Python (initializer, thread name prefix, broken flag).  The py_pool
+ * can outlive its executor: an executor dropped without shutdown() behaves
+ * like the stdlib's (its queued tasks still run, then its workers exit), so
+ * the py_pool stays on the module's list until its workers have exited and
+ * is freed then (reap_orphans), or at interpreter exit (_shutdown_all).
+ *
+ * Workers and the GIL: a worker takes the GIL for its first task and keeps
+ * it while it finds more work, giving it back only when the queue runs dry
+ * (the thread_idle hook) or after holding it for a switch interval, so a
+ * busy pool pays one GIL hand-off per batch, not per task.  Every C wait
+ * releases the GIL; the pool lock is never held while taking the GIL.
+ */
+#include "py_module.h"
+
+#include "td_clock.h"
+
+#define SLICE_NS (50 * 1000 * 1000)
+/* Hand the GIL back after holding it this long across tasks, even with
+ * work queued, so submitters and waiters get to run (CPython's own
+ * switch interval is 5 ms). */
+#define GIL_HOLD_NS (5 * 1000 * 1000)
+
+struct py_pool {
+    td_pool *core;
+    py_state *st;
+    PyObject *initializer;   /* NULL or a callable */
+    PyObject *initargs;      /* tuple */
+    PyObject *prefix;        /* str: threads are named {prefix}_{i} */
+    PyObject *broken;        /* str, once an initializer failed */
+    unsigned max_workers;
+    int shutdown;            /* refuses new work */
+    int forked;              /* inherited by this child of fork() */
+    int orphaned;            /* its executor was deallocated */
+    py_pool *prev, *next;    /* st->pools, guarded by the GIL */
+};
+
+typedef struct {
+    PyObject_HEAD
+    py_pool *pool;
+} executor_object;
+
+/* What a worker thread keeps between tasks. */
+typedef struct worker_tls {
+    PyGILState_STATE gstate;
+    PyThreadState *tstate;   /* valid while the GIL is given back */
+    int holds_gil;
+    uint64_t gil_since_ns;   /* when it last took the GIL */
+    PyObject *thread;        /* its threading.Thread stand-in */
+} worker_tls;
+
+static _Thread_local worker_tls tls;
+
+/* ---- the worker side (td_pool hooks and the task function) ---------- */
+
+static void take_gil(void)
+{
+    if (!tls.holds_gil) {
+        PyEval_RestoreThread(tls.tstate);
+        tls.holds_gil = 1;
+        tls.gil_since_ns = td_clock_now_ns();
+    }
+}
+
+static void give_gil(void)
+{
+    if (tls.holds_gil) {
+        tls.holds_gil = 0;
+        tls.tstate = PyEval_SaveThread();
+    }
+}
+
+static void fail_with_broken(void *ctx, td_task_fn fn, void *arg)
+{
+    (void)fn;
+    py_pool *pp = ctx;
+    PyObject *exc = PyObject_CallOneArg(pp->st->BrokenThreadPool,
+                                        pp->broken);
+    if (exc == NULL) {
+        exc = td_fetch_exception();
+    }
+    py_future_fail(arg, exc);
+    Py_XDECREF(exc);
+    Py_DECREF((PyObject *)arg);   /* the queue's reference */
+}
+
+/* The initializer failed: log it as the stdlib does, mark the pool broken
+ * and fail everything queued with BrokenThreadPool. */
+static void initializer_failed(py_pool *pp, PyObject *exc)
+{
+    PyObject *kwargs = Py_BuildValue("{s:O}", "exc_info", exc);
+    PyObject *r = NULL;
+    if (kwargs != NULL) {
+        PyObject *critical = PyObject_GetAttrString(pp->st->logger,
+                                                    "critical");
+        if (critical != NULL) {
+            PyObject *args = Py_BuildValue("(s)",
+                                           "Exception in initializer:");
+            if (args != NULL) {
+                r = PyObject_Call(critical, args, kwargs);
+                Py_DECREF(args);
+            }
+            Py_DECREF(critical);
+        }
+        Py_DECREF(kwargs);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(exc);
+    }
+    Py_XDECREF(r);
+    if (pp->broken == NULL) {
+        pp->broken = PyUnicode_FromString(
+            "A thread initializer failed, the thread pool is not usable "
+            "anymore");
+        if (pp->broken == NULL) {
+            PyErr_WriteUnraisable(exc);
+            return;
+        }
+    }
+    td_pool_drain(pp->core, fail_with_broken, pp);
+}
+
+static int worker_start(void *ctx, unsigned index)
+{
+    py_pool *pp = ctx;
+    tls.gstate = PyGILState_Ensure();
+    tls.holds_gil = 1;
+    tls.gil_since_ns = td_clock_now_ns();
+    tls.thread = NULL;
+
+    py_state *st = pp->st;
+    if (st->register_worker != NULL) {
+        PyObject *name = PyUnicode_FromFormat("%U_%u", pp->prefix, index);
+        if (name != NULL) {
+            tls.thread = PyObject_CallOneArg(st->register_worker, name);
+            Py_DECREF(name);
+        }
+        if (tls.thread == NULL) {
+            PyErr_WriteUnraisable(st->register_worker);
+        }
+    }
+    if (pp->initializer == NULL || pp->broken != NULL) {
+        return pp->broken != NULL ? TD_ESHUTDOWN : TD_OK;
+    }
+    PyObject *init = Py_NewRef(pp->initializer);
+    PyObject *initargs = Py_NewRef(pp->initargs);
+    PyObject *r = PyObject_Call(init, initargs, NULL);
+    Py_DECREF(init);
+    Py_DECREF(initargs);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return TD_OK;
+    }
+    PyObject *exc = td_fetch_exception();
+    initializer_failed(pp, exc);
+    Py_XDECREF(exc);
+    return TD_ESHUTDOWN;   /* this worker takes no tasks */
+}
+
+static void worker_idle(void *ctx)
+{
+    (void)ctx;
+    give_gil();
+}
+
+static void worker_exit(void *ctx)
+{
+    py_pool *pp = ctx;
+    take_gil();
+    if (tls.thread != NULL) {
+        PyObject *r = PyObject_CallOneArg(pp->st->unregister_worker,
+                                          tls.thread);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(pp->st->unregister_worker);
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(tls.thread);
+    }
+    tls.holds_gil = 0;
+    /* Deletes this thread's Python thread state and releases the GIL. */
+    PyGILState_Release(tls.gstate);
+}
+
+/* The td_task_fn of every Python task: arg is the future, carrying the
+ * queue's reference. */
+static void run_task(void *arg)
+{
+    take_gil();
+    py_future_run(arg);
+    Py_DECREF((PyObject *)arg);
+    if (td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
+        /* Builtins called as tasks never reach the eval loop's switch
+         * check; let waiting threads in before the next one. */
+        give_gil();
+    }
+}
+
+static const td_pool_hooks worker_hooks_template = {
+    .ctx = NULL,
+    .thread_start = worker_start,
+    .thread_idle = worker_idle,
+    .thread_exit = worker_exit,
+};
+
+/* ---- the pool registry ------------------------------------------------ */
+
+static void registry_add(py_state *st, py_pool *pp)
+{
+    pp->prev = NULL;
+    pp->next = st->pools;
+    if (st->pools != NULL) {
+        st->pools->prev = pp;
+    }
+    st->pools = pp;
+}
+
+static void registry_remove(py_pool *pp)
+{
+    if (pp->prev != NULL) {
+        pp->prev->next = pp->next;
+    } else {
+        pp->st->pools = pp->next;
+    }
+    if (pp->next != NULL) {
+        pp->next->prev = pp->prev;
+    }
+    pp->prev = pp->next = NULL;
+}
+
+/* Frees a py_pool whose workers are all joined (GIL held). */
+static void pool_free(py_pool *pp)
+{
+    registry_remove(pp);
+    td_pool_destroy(pp->core);
+    Py_CLEAR(pp->initializer);
+    Py_CLEAR(pp->initargs);
+    Py_CLEAR(pp->prefix);
+    Py_CLEAR(pp->broken);
+    PyMem_Free(pp);
+}
+
+/* Frees every orphaned pool whose workers have all exited.  Never blocks:
+ * a join with timeout 0 only reaps threads that are already gone. */
+static void reap_orphans(py_state *st)
+{
+    py_pool *pp = st->pools;
+    while (pp != NULL) {
+        py_pool *next = pp->next;
+        if (pp->orphaned && td_pool_join(pp->core, 0) == TD_OK) {
+            pool_free(pp);
+        }
+        pp = next;
+    }
+}
+
+/* Joins the pool's workers with the GIL released, in slices so Ctrl-C
+ * works.  Returns 0, or -1 with KeyboardInterrupt (or another exception
+ * from a signal handler) set. */
+static int join_workers(td_pool *core)
+{
+    for (;;) {
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = td_pool_join(core, SLICE_NS);
+        Py_END_ALLOW_THREADS
+        if (rc != TD_ETIMEDOUT) {
+            return 0;   /* TD_OK, or TD_EDEADLK: called from a worker */
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+    }
+}
+
+void py_executors_clear_all(py_state *st)
+{
+    /* At module teardown every pool was joined by _shutdown_all; destroy
+     * cannot block on threads that are gone. */
+    while (st->pools != NULL) {
+        py_pool *pp = st->pools;
+        td_pool_shutdown(pp->core);
+        if (td_pool_join(pp->core, 0) != TD_OK) {
+            /* Workers still alive (exit hook bypassed): leak the pool
+             * rather than free memory they still use. */
+            registry_remove(pp);
+            continue;
+        }
+        pool_free(pp);
+    }
+}
+
+PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    py_state *st = PyModule_GetState(module);
+    st->exiting = 1;
+    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+        pp->shutdown = 1;
+        td_pool_shutdown(pp->core);
+    }
+    /* Queued tasks still run, as in the stdlib: the workers drain the
+     * queues before they exit.  Pools cannot be freed while joining (the
+     * GIL is released), so walk again after each join. */
+    for (;;) {
+        py_pool *pending = NULL;
+        for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+            if (td_pool_join(pp->core, 0) == TD_ETIMEDOUT) {
+                pending = pp;
+                break;
+            }
+        }
+        if (pending == NULL) {
+            break;
+        }
+        if (join_workers(pending->core) < 0) {
+            return NULL;
+        }
+    }
+    reap_orphans(st);
+    Py_RETURN_NONE;
+}
+
+PyObject *py_executors_before_fork(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    py_state *st = PyModule_GetState(module);
+    /* Taking these locks with the GIL held is safe: no thread holding one
+     * ever waits for the GIL. */
+    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+        td_pool_before_fork(pp->core);
+    }
+    td_waitset_before_fork(&st->waitset);
+    Py_RETURN_NONE;
+}
+
+PyObject *py_executors_after_fork_parent(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    py_state *st = PyModule_GetState(module);
+    td_waitset_after_fork_parent(&st->waitset);
+    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+        td_pool_after_fork_parent(pp->core);
+    }
+    Py_RETURN_NONE;
+}
+
+static void fail_lost_in_fork(void *ctx, td_task_fn fn, void *arg)
+{
+    (void)ctx;
+    (void)fn;
+    PyObject *exc = PyObject_CallFunction(
+        PyExc_RuntimeError, "s",
+        "this task was queued or running in a taskdemo pool when the "
+        "process forked; the pool's threads do not exist in the child");
+    if (exc == NULL) {
+        exc = td_fetch_exception();
+    }
+    py_future_fail(arg, exc);
+    Py_XDECREF(exc);
+    Py_DECREF((PyObject *)arg);   /* the queue's or the lost worker's */
+}
+
+PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused)
+{
+    (void)unused;
+    py_state *st = PyModule_GetState(module);
+    td_waitset_after_fork_child(&st->waitset);
+    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+        pp->forked = 1;
+        pp->shutdown = 1;
+        td_pool_after_fork_child(pp->core, fail_lost_in_fork, pp);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- the executor type ------------------------------------------------ */
+
+static int default_max_workers(unsigned *out)
+{
+    /* The stdlib's default: min(32, cpu_count + 4), with
+     * os.process_cpu_count() where it exists (3.13+). */
+    PyObject *os = PyImport_ImportModule("os");
+    if (os == NULL) {
+        return -1;
+    }
+    PyObject *fn = PyObject_GetAttrString(os, "process_cpu_count");
+    if (fn == NULL) {
+        PyErr_Clear();
+        fn = PyObject_GetAttrString(os, "cpu_count");
+    }
+    Py_DECREF(os);
+    if (fn == NULL) {
+        return -1;
+    }
+    PyObject *n = PyObject_CallNoArgs(fn);
+    Py_DECREF(fn);
+    if (n == NULL) {
+        return -1;
+    }
+    long cpus = n == Py_None ? 1 : PyLong_AsLong(n);
+    Py_DECREF(n);
+    if (cpus == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    *out = (unsigned)(cpus + 4 < 32 ? cpus + 4 : 32);
+    return 0;
+}
+
+static int parse_max_workers(PyObject *obj, unsigned *out)
+{
+    if (obj == Py_None) {
+        return default_max_workers(out);
+    }
+    if (!PyLong_Check(obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "max_workers must be an int or None, not %.100s",
+                     Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && n <= 0)) {
+        PyErr_SetString(PyExc_ValueError,
+                        "max_workers must be greater than 0");
+        return -1;
+    }
+    /* Threads start lazily, so a huge limit costs nothing up front. */
+    *out = overflow > 0 || n > (long long)UINT32_MAX ? UINT32_MAX
+                                                      : (unsigned)n;
+    return 0;
+}
+
+static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"max_workers", "thread_name_prefix",
+                             "initializer", "initargs", NULL};
+    executor_object *self = (executor_object *)op;
+    PyObject *max_workers = Py_None, *prefix = NULL, *initializer = Py_None;
+    PyObject *initargs = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOO:ThreadPoolExecutor",
+                                     kwlist, &max_workers, &prefix,
+                                     &initializer, &initargs)) {
+        return -1;
+    }
+    if (self->pool != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ThreadPoolExecutor.__init__ called twice");
+        return -1;
+    }
+    py_state *st = py_state_from_type(Py_TYPE(op));
+    if (st == NULL) {
+        return -1;
+    }
+    unsigned nmax;
+    if (parse_max_workers(max_workers, &nmax) < 0) {
+        return -1;
+    }
+    if (prefix != NULL && !PyUnicode_Check(prefix)) {
+        PyErr_Format(PyExc_TypeError,
+                     "thread_name_prefix must be a str, not %.100s",
+                     Py_TYPE(prefix)->tp_name);
+        return -1;
+    }
+    if (initializer != Py_None && !PyCallable_Check(initializer)) {
+        PyErr_SetString(PyExc_TypeError, "initializer must be a callable");
+        return -1;
+    }
+    if (initargs != NULL && !PyTuple_Check(initargs)) {
+        PyErr_Format(PyExc_TypeError, "initargs must be a tuple, not %.100s",
+                     Py_TYPE(initargs)->tp_name);
+        return -1;
+    }
+
+    py_pool *pp = PyMem_Calloc(1, sizeof(*pp));
+    if (pp == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    pp->st = st;
+    pp->max_workers = nmax;
+    if (prefix != NULL && PyUnicode_GET_LENGTH(prefix) > 0) {
+        pp->prefix = Py_NewRef(prefix);
+    } else {
+        pp->prefix = PyUnicode_FromFormat("ThreadPoolExecutor-%lu",
+                                          st->executor_counter++);
+    }
+    pp->initializer = initializer == Py_None ? NULL
+                                             : Py_NewRef(initializer);
+    pp->initargs = initargs ? Py_NewRef(initargs) : PyTuple_New(0);
+    const char *prefix_utf8 = pp->prefix ? PyUnicode_AsUTF8(pp->prefix)
+                                         : NULL;
+    if (prefix_utf8 == NULL || pp->initargs == NULL) {
+        goto fail;
+    }
+    td_pool_hooks hooks = worker_hooks_template;
+    hooks.ctx = pp;
+    td_pool_config cfg = {
+        .max_threads = nmax,
+        .name_prefix = prefix_utf8,
+        .hooks = &hooks,
+    };
+    int rc = td_pool_create(&pp->core, &cfg);
+    if (rc != TD_OK) {
+        py_raise(st, rc);
+        goto fail;
+    }
+    registry_add(st, pp);
+    self->pool = pp;
+    /* A convenient moment to free pools dropped earlier. */
+    reap_orphans(st);
+    return 0;
+
+fail:
+    Py_CLEAR(pp->prefix);
+    Py_CLEAR(pp->initializer);
+    Py_CLEAR(pp->initargs);
+    PyMem_Free(pp);
+    return -1;
+}
+
+static py_pool *live_pool(executor_object *self)
+{
+    if (self->pool == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "ThreadPoolExecutor.__init__ was not called");
+    }
+    return self->pool;
+}
+
+PyDoc_STRVAR(submit_doc,
+"submit(fn, /, *args, **kwargs)\n--\n\n"
+"Schedule fn(*args, **kwargs) on a worker and return its Future.\n\n"
+"Raises TypeError if fn is not callable, RuntimeError after shutdown and\n"
+"BrokenThreadPool once an initializer failed.");
+
+static PyObject *executor_submit(PyObject *op, PyObject *const *args,
+                                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    py_pool *pp = live_pool((executor_object *)op);
+    if (pp == NULL) {
+        return NULL;
+    }
+    py_state *st = pp->st;
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "submit() missing 1 required positional argument: "
+                        "'fn'");
+        return NULL;
+    }
+    PyObject *fn = args[0];
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError,
+                     "submit() needs a callable, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    if (pp->broken != NULL) {
+        PyErr_SetObject(st->BrokenThreadPool, pp->broken);
+        return NULL;
+    }
+    if (pp->forked) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures on a pool inherited "
+                        "across fork(); create a new pool in the child");
+        return NULL;
+    }
+    if (pp->shutdown) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures after shutdown");
+        return NULL;
+    }
+    if (st->exiting) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures after interpreter "
+                        "shutdown");
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    PyObject *call_args = PyTuple_New(nargs - 1);
+    if (call_args == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 1; i < nargs; i++) {
+        PyTuple_SET_ITEM(call_args, i - 1, Py_NewRef(args[i]));
+    }
+    PyObject *call_kwargs = NULL;
+    if (nkw > 0) {
+        call_kwargs = PyDict_New();
+        if (call_kwargs == NULL) {
+            Py_DECREF(call_args);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < nkw; i++) {
+            if (PyDict_SetItem(call_kwargs, PyTuple_GET_ITEM(kwnames, i),
+                               args[nargs + i]) < 0) {
+                Py_DECREF(call_args);
+                Py_DECREF(call_kwargs);
+                return NULL;
+            }
+        }
+    }
+    PyObject *future = py_future_new_task(st, fn, call_args, call_kwargs);
+    Py_DECREF(call_args);
+    Py_XDECREF(call_kwargs);
+    if (future == NULL) {
+        return NULL;
+    }
+    Py_INCREF(future);   /* the queue's reference, dropped by run_task */
+    int rc = td_pool_submit(pp->core, run_task, future);
+    if (rc != TD_OK) {
+        Py_DECREF(future);
+        Py_DECREF(future);
+        return py_raise(st, rc);
+    }
+    return future;
+}
+
+static void cancel_queued(void *ctx, td_task_fn fn, void *arg)
+{
+    (void)ctx;
+    (void)fn;
+    PyObject *future = arg;
+    /* cancel() then notify: unlike the stdlib, which only cancels, waiters
+     * in as_completed() and wait() hear of it instead of hanging. */
+    PyObject *r = PyObject_CallMethod(future, "cancel", NULL);
+    if (r != NULL) {
+        Py_DECREF(r);
+        r = PyObject_CallMethod(future, "set_running_or_notify_cancel",
+                                NULL);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(future);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(future);   /* the queue's reference */
+}
+
+PyDoc_STRVAR(shutdown_doc,
+"shutdown(wait=True, *, cancel_futures=False)\n--\n\n"
+"Stop accepting work.  cancel_futures cancels what has not started; the\n"
+"rest still runs.  wait=True blocks (GIL released, Ctrl-C works) until\n"
+"every worker has exited and been joined; called from one of this pool's\n"
+"own tasks it waits for the other workers only.");
+
+static PyObject *executor_shutdown(PyObject *op, PyObject *args,
+                                   PyObject *kwargs)
+{
+    static char *kwlist[] = {"wait", "cancel_futures", NULL};
+    int wait = 1, cancel_futures = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p$p:shutdown", kwlist,
+                                     &wait, &cancel_futures)) {
+        return NULL;
+    }
+    py_pool *pp = live_pool((executor_object *)op);
+    if (pp == NULL) {
+        return NULL;
+    }
+    pp->shutdown = 1;
+    if (cancel_futures) {
+        td_pool_drain(pp->core, cancel_queued, NULL);
+    }
+    td_pool_shutdown(pp->core);
+    if (wait && join_workers(pp->core) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *executor_stats(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    py_pool *pp = live_pool((executor_object *)op);
+    if (pp == NULL) {
+        return NULL;
+    }
+    td_pool_stats s;
+    td_pool_get_stats(pp->core, &s);
+    return Py_BuildValue("{s:I,s:I,s:I,s:n,s:I}", "threads", s.threads,
+                         "idle", s.idle, "running", s.running, "queued",
+                         (Py_ssize_t)s.queued, "spawned", s.spawned);
+}
+
+static PyObject *executor_get_max_workers(PyObject *op, void *closure)
+{
+    (void)closure;
+    py_pool *pp = live_pool((executor_object *)op);
+    return pp ? PyLong_FromUnsignedLong(pp->max_workers) : NULL;
+}
+
+static PyObject *executor_get_prefix(PyObject *op, void *closure)
+{
+    (void)closure;
+    py_pool *pp = live_pool((executor_object *)op);
+    return pp ? Py_NewRef(pp->prefix) : NULL;
+}
+
+static PyObject *executor_get_shutdown(PyObject *op, void *closure)
+{
+    (void)closure;
+    py_pool *pp = live_pool((executor_object *)op);
+    return pp ? PyBool_FromLong(pp->shutdown) : NULL;
+}
+
+static PyObject *executor_get_broken(PyObject *op, void *closure)
+{
+    (void)closure;
+    py_pool *pp = live_pool((executor_object *)op);
+    if (pp == NULL) {
+        return NULL;
+    }
+    return pp->broken ? Py_NewRef(pp->broken) : Py_NewRef(Py_False);
+}
+
+static int executor_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    executor_object *self = (executor_object *)op;
+    Py_VISIT(Py_TYPE(op));
+    if (self->pool != NULL) {
+        Py_VISIT(self->pool->initializer);
+        Py_VISIT(self->pool->initargs);
+    }
+    return 0;
+}
+
+static int executor_clear(PyObject *op)
+{
+    executor_object *self = (executor_object *)op;
+    if (self->pool != NULL) {
+        Py_CLEAR(self->pool->initializer);
+        Py_CLEAR(self->pool->initargs);
+    }
+    return 0;
+}
+
+static void executor_dealloc(PyObject *op)
+{
+    executor_object *self = (executor_object *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    py_pool *pp = self->pool;
+    if (pp != NULL) {
+        /* Like the stdlib's pool when its executor is collected: queued
+         * tasks still run, then the workers exit.  No joining here, so
+         * garbage collection never blocks; reap_orphans frees it later. */
+        self->pool = NULL;
+        pp->orphaned = 1;
+        pp->shutdown = 1;
+        td_pool_shutdown(pp->core);
+        reap_orphans(pp->st);
+    }
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef executor_methods[] = {
+    {"submit", (PyCFunction)(void (*)(void))executor_submit,
+     METH_FASTCALL | METH_KEYWORDS, submit_doc},
+    {"shutdown", (PyCFunction)(void (*)(void))executor_shutdown,
+     METH_VARARGS | METH_KEYWORDS, shutdown_doc},
+    {"_stats", executor_stats, METH_NOARGS,
+     "_stats()\n--\n\nCounters of the C pool: threads, idle, running, "
+     "queued, spawned."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef executor_getset[] = {
+    {"_max_workers", executor_get_max_workers, NULL,
+     "The maximum number of worker threads.", NULL},
+    {"_thread_name_prefix", executor_get_prefix, NULL,
+     "Workers are named {prefix}_{i}.", NULL},
+    {"_shutdown", executor_get_shutdown, NULL,
+     "True once shutdown() was called.", NULL},
+    {"_broken", executor_get_broken, NULL,
+     "False, or why the pool is broken.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot executor_slots[] = {
+    {Py_tp_doc, "The C part of taskdemo.ThreadPoolExecutor."},
+    {Py_tp_new, PyType_GenericNew},
+    {Py_tp_init, executor_init},
+    {Py_tp_dealloc, executor_dealloc},
+    {Py_tp_traverse, executor_traverse},
+    {Py_tp_clear, executor_clear},
+    {Py_tp_methods, executor_methods},
+    {Py_tp_getset, executor_getset},
+    {0, NULL},
+};
+
+static PyType_Spec executor_spec = {
+    .name = "taskdemo._taskdemo.ExecutorBase",
+    .basicsize = sizeof(executor_object),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .slots = executor_slots,
+};
+
+int py_executor_init_type(PyObject *module, py_state *st)
+{
+    st->ExecutorType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &executor_spec, NULL);
+    if (st->ExecutorType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->ExecutorType);
+}

@@ -1,0 +1,770 @@
+/*
+ * py_future.c - taskdemo's future: a C subclass of
+ * concurrent.futures.Future.
+ *
+ * The type is made at module exec with concurrent.futures.Future as its
+ * base, so isinstance() holds and the stdlib's as_completed(), wait(),
+ * asyncio.wrap_future() and run_in_executor() accept it.  Every public
+ * method is overridden in C; the base class's __init__ never runs, so a
+ * future builds no threading.Condition and no list unless somebody asks.
+ *
+ * State lives in an atomic int (PY_PENDING ... PY_FINISHED).  It changes
+ * only with the GIL held; it is atomic for the threads that wait on it with
+ * the GIL released (py_wait_word on the module's td_waitset).
+ *
+ * The stdlib's as_completed() and wait() reach into `_condition`,
+ * `_waiters` and `_state`.  `_condition` and `_waiters` are made on first
+ * access.  Once `_condition` exists every state change happens while holding
+ * it, as in the stdlib, so a waiter installed under it never misses a
+ * completion.  Before it exists, a change is atomic under the GIL and no
+ * such waiter can exist.
+ *
+ * Object fields are writable T_OBJECT_EX members (named _td_*) so that
+ * CPython's inherited subtype_traverse/clear/dealloc manage them: chaining
+ * our own tp_dealloc to a Python base class's is not safe.
+ */
+#include "py_module.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <structmember.h>
+
+#include "td_clock.h"
+
+/* Our fields, placed right after the base class's instance layout, whose
+ * size is known only at run time. */
+typedef struct future_fields {
+    PyObject *fn;          /* the call; cleared once it ran */
+    PyObject *args;        /* tuple */
+    PyObject *kwargs;      /* dict or NULL */
+    PyObject *result;
+    PyObject *exception;
+    PyObject *callbacks;   /* list; made by add_done_callback */
+    PyObject *condition;   /* threading.Condition; made on request */
+    PyObject *waiters;     /* list; made on request */
+    _Atomic int state;
+    _Atomic unsigned nwaiters;   /* threads in py_wait_word on state */
+} future_fields;
+
+/* The type is never subclassed (no Py_TPFLAGS_BASETYPE), so the fields
+ * always start where its direct base's layout ends. */
+static inline future_fields *F(PyObject *self)
+{
+    return (future_fields *)((char *)self +
+                             Py_TYPE(self)->tp_base->tp_basicsize);
+}
+
+static inline int is_done(int state)
+{
+    return state >= PY_CANCELLED;
+}
+
+static inline py_state *fstate(PyObject *self)
+{
+    return PyType_GetModuleState(Py_TYPE(self));
+}
+
+PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
+                             PyObject *kwargs)
+{
+    PyTypeObject *tp = st->FutureType;
+    PyObject *self = tp->tp_alloc(tp, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    future_fields *f = F(self);
+    f->fn = Py_NewRef(fn);
+    f->args = Py_NewRef(args);
+    f->kwargs = Py_XNewRef(kwargs);
+    return self;
+}
+
+/* ---- the condition, for as_completed() and wait() ------------------- */
+
+/* Acquires the future's condition if anybody made one.  Returns a new
+ * reference to it (to release later), Py_None when there is none, or NULL
+ * with an exception set. */
+static PyObject *enter_condition(PyObject *self)
+{
+    PyObject *cond = F(self)->condition;
+    if (cond == NULL) {
+        return Py_NewRef(Py_None);
+    }
+    Py_INCREF(cond);
+    PyObject *r = PyObject_CallMethod(cond, "acquire", NULL);
+    if (r == NULL) {
+        Py_DECREF(cond);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return cond;
+}
+
+/* Notifies and releases what enter_condition returned; keeps a pending
+ * exception intact. */
+static void exit_condition(PyObject *cond, int notify)
+{
+    if (cond == Py_None) {
+        Py_DECREF(cond);
+        return;
+    }
+    PyObject *saved = td_fetch_exception();
+    PyObject *r = notify ? PyObject_CallMethod(cond, "notify_all", NULL)
+                         : Py_NewRef(Py_None);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(cond);
+    }
+    Py_XDECREF(r);
+    r = PyObject_CallMethod(cond, "release", NULL);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(cond);
+    }
+    Py_XDECREF(r);
+    Py_DECREF(cond);
+    if (saved != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(saved), saved);
+        Py_DECREF(saved);
+    }
+}
+
+/* Calls waiter.<method>(self) for each waiter the stdlib installed. */
+static void notify_waiters(PyObject *self, const char *method)
+{
+    PyObject *waiters = F(self)->waiters;
+    if (waiters == NULL || PyList_GET_SIZE(waiters) == 0) {
+        return;
+    }
+    Py_INCREF(waiters);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(waiters); i++) {
+        PyObject *r = PyObject_CallMethod(PyList_GET_ITEM(waiters, i),
+                                          method, "O", self);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(self);
+        }
+        Py_XDECREF(r);
+    }
+    Py_DECREF(waiters);
+}
+
+/* Stores a new state and wakes the C-level waiters. */
+static void set_state(PyObject *self, int state)
+{
+    future_fields *f = F(self);
+    atomic_store(&f->state, state);
+    td_waitset_wake(&fstate(self)->waitset, &f->nwaiters);
+}
+
+/* Runs callbacks exactly once: the list is taken off the future before the
+ * first call, so a callback added meanwhile sees the future done and runs
+ * at once instead.  Exceptions are logged as the stdlib logs them. */
+static void invoke_callbacks(PyObject *self)
+{
+    future_fields *f = F(self);
+    PyObject *cbs = f->callbacks;
+    if (cbs == NULL) {
+        return;
+    }
+    f->callbacks = NULL;
+    py_state *st = fstate(self);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
+        PyObject *r = PyObject_CallOneArg(PyList_GET_ITEM(cbs, i), self);
+        if (r != NULL) {
+            Py_DECREF(r);
+            continue;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            /* The stdlib catches only Exception; a KeyboardInterrupt in a
+             * callback must not vanish, but nothing can raise it here. */
+            PyErr_WriteUnraisable(self);
+            continue;
+        }
+        r = PyObject_CallMethod(st->logger, "exception", "sO",
+                                "exception calling callback for %r", self);
+        if (r == NULL) {
+            PyErr_WriteUnraisable(self);
+        }
+        Py_XDECREF(r);
+        PyErr_Clear();
+    }
+    Py_DECREF(cbs);
+}
+
+/* ---- state transitions ---------------------------------------------- */
+
+/*
+ * Completes the future with result or exc (exactly one non-NULL; both
+ * borrowed).  If it is already done: strict raises InvalidStateError and
+ * returns -1, otherwise it returns 0 and changes nothing.
+ */
+static int complete(PyObject *self, PyObject *result, PyObject *exc,
+                    int strict)
+{
+    future_fields *f = F(self);
+    PyObject *cond = enter_condition(self);
+    if (cond == NULL) {
+        return -1;
+    }
+    int state = atomic_load(&f->state);
+    if (is_done(state)) {
+        exit_condition(cond, 0);
+        if (strict) {
+            py_state *st = fstate(self);
+            PyErr_Format(st->InvalidStateError, "%U: %R",
+                         st->state_names[state], self);
+            return -1;
+        }
+        return 0;
+    }
+    if (result != NULL) {
+        Py_XSETREF(f->result, Py_NewRef(result));
+    } else {
+        Py_XSETREF(f->exception, Py_NewRef(exc));
+    }
+    set_state(self, PY_FINISHED);
+    notify_waiters(self, result != NULL ? "add_result" : "add_exception");
+    exit_condition(cond, 1);
+    invoke_callbacks(self);
+    return 0;
+}
+
+/* The stdlib's set_running_or_notify_cancel: 1 if now running, 0 if it
+ * was cancelled (and its waiters are told now), -1 on error. */
+static int start_or_notify_cancel(PyObject *self)
+{
+    future_fields *f = F(self);
+    PyObject *cond = enter_condition(self);
+    if (cond == NULL) {
+        return -1;
+    }
+    int state = atomic_load(&f->state);
+    int rc;
+    if (state == PY_CANCELLED) {
+        set_state(self, PY_CANCELLED_AND_NOTIFIED);
+        notify_waiters(self, "add_cancelled");
+        rc = 0;
+    } else if (state == PY_PENDING) {
+        atomic_store(&f->state, PY_RUNNING);
+        rc = 1;
+    } else {
+        py_state *st = fstate(self);
+        PyObject *r = PyObject_CallMethod(
+            st->logger, "critical", "snO",
+            "Future %s in unexpected state: %s",
+            (Py_ssize_t)(uintptr_t)self, st->state_names[state]);
+        Py_XDECREF(r);
+        if (r != NULL) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "Future in unexpected state");
+        }
+        rc = -1;
+    }
+    exit_condition(cond, 0);
+    return rc;
+}
+
+void py_future_fail(PyObject *self, PyObject *exc)
+{
+    future_fields *f = F(self);
+    Py_CLEAR(f->fn);
+    Py_CLEAR(f->args);
+    Py_CLEAR(f->kwargs);
+    if (complete(self, NULL, exc, 0) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+}
+
+void py_future_run(PyObject *self)
+{
+    future_fields *f = F(self);
+    int started = start_or_notify_cancel(self);
+    if (started <= 0) {
+        if (started < 0) {
+            PyErr_WriteUnraisable(self);
+        }
+        Py_CLEAR(f->fn);
+        Py_CLEAR(f->args);
+        Py_CLEAR(f->kwargs);
+        return;
+    }
+    /* Take the call off the future first: once it ran, the future must not
+     * keep fn or its arguments alive (the stdlib drops its work item). */
+    PyObject *fn = f->fn, *args = f->args, *kwargs = f->kwargs;
+    f->fn = f->args = f->kwargs = NULL;
+    if (fn == NULL || args == NULL) {
+        /* Somebody deleted our private members; fail, do not crash. */
+        PyErr_SetString(PyExc_RuntimeError, "future has no call to run");
+    }
+    PyObject *r = fn && args ? PyObject_Call(fn, args, kwargs) : NULL;
+    Py_XDECREF(fn);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    int rc;
+    if (r != NULL) {
+        rc = complete(self, r, NULL, 0);
+        Py_DECREF(r);
+    } else {
+        /* Like the stdlib's work item, keep any BaseException (SystemExit
+         * and KeyboardInterrupt too) on the future instead of losing it. */
+        PyObject *exc = td_fetch_exception();
+        rc = complete(self, NULL, exc, 0);
+        Py_XDECREF(exc);
+    }
+    if (rc < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+}
+
+/* ---- waiting --------------------------------------------------------- */
+
+/* Waits until done: 1 done, 0 timed out, -1 error. */
+static int wait_done(PyObject *self, PyObject *timeout)
+{
+    future_fields *f = F(self);
+    int state = atomic_load(&f->state);
+    if (is_done(state)) {
+        return 1;
+    }
+    int64_t timeout_ns;
+    if (py_timeout_ns(timeout, &timeout_ns) < 0) {
+        return -1;
+    }
+    py_state *st = fstate(self);
+    int64_t deadline = timeout_ns < 0 ? 0
+        : (int64_t)td_clock_now_ns() + timeout_ns;
+    for (;;) {
+        int64_t left = -1;
+        if (timeout_ns >= 0) {
+            int64_t now = (int64_t)td_clock_now_ns();
+            left = deadline > now ? deadline - now : 0;
+        }
+        int rc = py_wait_word(st, &f->state, state, &f->nwaiters, left);
+        if (rc < 0) {
+            return -1;
+        }
+        state = atomic_load(&f->state);
+        if (is_done(state)) {
+            return 1;
+        }
+        if (rc == 0) {
+            return 0;
+        }
+    }
+}
+
+static PyObject *raise_timeout(PyObject *self)
+{
+    PyErr_SetNone(fstate(self)->TimeoutError);
+    return NULL;
+}
+
+static PyObject *future_result(PyObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames);
+static PyObject *future_exception(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames);
+
+/* Parses the optional `timeout` of result() and exception(). */
+static int parse_timeout(const char *fname, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames,
+                         PyObject **timeout)
+{
+    *timeout = Py_None;
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs + nkw > 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() takes at most 1 argument (%zd given)", fname,
+                     nargs + nkw);
+        return -1;
+    }
+    if (nargs == 1) {
+        *timeout = args[0];
+    } else if (nkw == 1) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, 0);
+        if (!PyUnicode_Check(name) ||
+            PyUnicode_CompareWithASCIIString(name, "timeout") != 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%S'",
+                         fname, name);
+            return -1;
+        }
+        *timeout = args[0];
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(result_doc,
+"result(timeout=None)\n--\n\n"
+"Return the call's result, waiting up to timeout seconds.\n\n"
+"Raises the call's exception if it raised, CancelledError if the future\n"
+"was cancelled and TimeoutError if it is not done in time.  Releases the\n"
+"GIL while waiting and answers Ctrl-C with KeyboardInterrupt.");
+
+static PyObject *future_result(PyObject *self, PyObject *const *args,
+                               Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout;
+    if (parse_timeout("result", args, nargs, kwnames, &timeout) < 0) {
+        return NULL;
+    }
+    int rc = wait_done(self, timeout);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : raise_timeout(self);
+    }
+    future_fields *f = F(self);
+    if (atomic_load(&f->state) != PY_FINISHED) {
+        PyErr_SetNone(fstate(self)->CancelledError);
+        return NULL;
+    }
+    if (f->exception != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(f->exception), f->exception);
+        return NULL;
+    }
+    return Py_NewRef(f->result ? f->result : Py_None);
+}
+
+PyDoc_STRVAR(exception_doc,
+"exception(timeout=None)\n--\n\n"
+"Return the exception the call raised (None if it returned), waiting up\n"
+"to timeout seconds; raises CancelledError or TimeoutError like result().");
+
+static PyObject *future_exception(PyObject *self, PyObject *const *args,
+                                  Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout;
+    if (parse_timeout("exception", args, nargs, kwnames, &timeout) < 0) {
+        return NULL;
+    }
+    int rc = wait_done(self, timeout);
+    if (rc <= 0) {
+        return rc < 0 ? NULL : raise_timeout(self);
+    }
+    future_fields *f = F(self);
+    if (atomic_load(&f->state) != PY_FINISHED) {
+        PyErr_SetNone(fstate(self)->CancelledError);
+        return NULL;
+    }
+    return Py_NewRef(f->exception ? f->exception : Py_None);
+}
+
+/* ---- the rest of the Future API -------------------------------------- */
+
+PyDoc_STRVAR(cancel_doc,
+"cancel()\n--\n\n"
+"Cancel the future if it has not started; return True if it is cancelled.");
+
+static PyObject *future_cancel(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    future_fields *f = F(self);
+    int state = atomic_load(&f->state);
+    if (state == PY_RUNNING || state == PY_FINISHED) {
+        Py_RETURN_FALSE;
+    }
+    if (is_done(state)) {
+        Py_RETURN_TRUE;
+    }
+    PyObject *cond = enter_condition(self);
+    if (cond == NULL) {
+        return NULL;
+    }
+    /* Acquiring the condition may have let a worker start the call. */
+    state = atomic_load(&f->state);
+    if (state != PY_PENDING) {
+        exit_condition(cond, 0);
+        return PyBool_FromLong(state == PY_CANCELLED ||
+                               state == PY_CANCELLED_AND_NOTIFIED);
+    }
+    set_state(self, PY_CANCELLED);
+    exit_condition(cond, 1);
+    invoke_callbacks(self);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *future_cancelled(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    int state = atomic_load(&F(self)->state);
+    return PyBool_FromLong(state == PY_CANCELLED ||
+                           state == PY_CANCELLED_AND_NOTIFIED);
+}
+
+static PyObject *future_running(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(atomic_load(&F(self)->state) == PY_RUNNING);
+}
+
+static PyObject *future_done(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    return PyBool_FromLong(is_done(atomic_load(&F(self)->state)));
+}
+
+PyDoc_STRVAR(add_done_callback_doc,
+"add_done_callback(fn)\n--\n\n"
+"Call fn(future) once the future is done (at once if it is).  Exceptions\n"
+"from fn are logged to the 'concurrent.futures' logger, never raised.");
+
+static PyObject *future_add_done_callback(PyObject *self, PyObject *fn)
+{
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError,
+                     "add_done_callback() needs a callable, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    future_fields *f = F(self);
+    if (!is_done(atomic_load(&f->state))) {
+        if (f->callbacks == NULL) {
+            f->callbacks = PyList_New(0);
+            if (f->callbacks == NULL) {
+                return NULL;
+            }
+        }
+        if (PyList_Append(f->callbacks, fn) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    PyObject *r = PyObject_CallOneArg(fn, self);
+    if (r == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
+            return NULL;   /* BaseException propagates, as in the stdlib */
+        }
+        r = PyObject_CallMethod(fstate(self)->logger, "exception", "sO",
+                                "exception calling callback for %r", self);
+        if (r == NULL) {
+            return NULL;
+        }
+        PyErr_Clear();
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *future_set_running_or_notify_cancel(PyObject *self,
+                                                     PyObject *unused)
+{
+    (void)unused;
+    int rc = start_or_notify_cancel(self);
+    if (rc < 0) {
+        return NULL;
+    }
+    if (rc == 0) {
+        invoke_callbacks(self);   /* cancel() already ran them; no-op */
+    }
+    return PyBool_FromLong(rc);
+}
+
+static PyObject *future_set_result(PyObject *self, PyObject *result)
+{
+    if (complete(self, result, NULL, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *future_set_exception(PyObject *self, PyObject *exc)
+{
+    if (!PyExceptionInstance_Check(exc)) {
+        /* The stdlib would store anything and fail later in result(). */
+        PyErr_Format(PyExc_TypeError,
+                     "set_exception() needs an exception instance, "
+                     "not %.100s", Py_TYPE(exc)->tp_name);
+        return NULL;
+    }
+    if (complete(self, NULL, exc, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static const char *const state_descriptions[PY_NSTATES] = {
+    "pending", "running", "cancelled", "cancelled", "finished",
+};
+
+static PyObject *future_repr(PyObject *self)
+{
+    future_fields *f = F(self);
+    int state = atomic_load(&f->state);
+    const char *tp_name = Py_TYPE(self)->tp_name;
+    const char *dot = strrchr(tp_name, '.');
+    const char *name = dot ? dot + 1 : tp_name;
+    if (state == PY_FINISHED) {
+        PyObject *what = f->exception ? f->exception
+                                      : (f->result ? f->result : Py_None);
+        return PyUnicode_FromFormat("<%s at %p state=finished %s %s>", name,
+                                    self,
+                                    f->exception ? "raised" : "returned",
+                                    Py_TYPE(what)->tp_name);
+    }
+    return PyUnicode_FromFormat("<%s at %p state=%s>", name, self,
+                                state_descriptions[state]);
+}
+
+/* ---- the private attributes the stdlib's functions use --------------- */
+
+static PyObject *future_get_state(PyObject *self, void *closure)
+{
+    (void)closure;
+    return Py_NewRef(fstate(self)->state_names[atomic_load(&F(self)->state)]);
+}
+
+static PyObject *future_get_condition(PyObject *self, void *closure)
+{
+    (void)closure;
+    future_fields *f = F(self);
+    if (f->condition == NULL) {
+        PyObject *cond = PyObject_CallNoArgs(fstate(self)->Condition);
+        if (cond == NULL) {
+            return NULL;
+        }
+        /* Making it ran Python code; another thread may have made one. */
+        if (f->condition == NULL) {
+            f->condition = cond;
+        } else {
+            Py_DECREF(cond);
+        }
+    }
+    return Py_NewRef(f->condition);
+}
+
+static PyObject *future_get_waiters(PyObject *self, void *closure)
+{
+    (void)closure;
+    future_fields *f = F(self);
+    if (f->waiters == NULL) {
+        f->waiters = PyList_New(0);
+        if (f->waiters == NULL) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(f->waiters);
+}
+
+static PyObject *future_get_result(PyObject *self, void *closure)
+{
+    (void)closure;
+    PyObject *r = F(self)->result;
+    return Py_NewRef(r ? r : Py_None);
+}
+
+static PyObject *future_get_exception(PyObject *self, void *closure)
+{
+    (void)closure;
+    PyObject *e = F(self)->exception;
+    return Py_NewRef(e ? e : Py_None);
+}
+
+static PyObject *future_tp_new(PyTypeObject *tp, PyObject *args,
+                               PyObject *kwargs)
+{
+    if (PyTuple_GET_SIZE(args) != 0 ||
+        (kwargs != NULL && PyDict_GET_SIZE(kwargs) != 0)) {
+        PyErr_SetString(PyExc_TypeError, "Future() takes no arguments");
+        return NULL;
+    }
+    return tp->tp_alloc(tp, 0);
+}
+
+static int future_tp_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    (void)self;
+    (void)args;
+    (void)kwargs;
+    return 0;   /* everything was set up by tp_new */
+}
+
+static PyMethodDef future_methods[] = {
+    {"result", (PyCFunction)(void (*)(void))future_result,
+     METH_FASTCALL | METH_KEYWORDS, result_doc},
+    {"exception", (PyCFunction)(void (*)(void))future_exception,
+     METH_FASTCALL | METH_KEYWORDS, exception_doc},
+    {"cancel", future_cancel, METH_NOARGS, cancel_doc},
+    {"cancelled", future_cancelled, METH_NOARGS,
+     "cancelled()\n--\n\nReturn True if the future was cancelled."},
+    {"running", future_running, METH_NOARGS,
+     "running()\n--\n\nReturn True if the call is running now."},
+    {"done", future_done, METH_NOARGS,
+     "done()\n--\n\nReturn True if the future finished or was cancelled."},
+    {"add_done_callback", future_add_done_callback, METH_O,
+     add_done_callback_doc},
+    {"set_running_or_notify_cancel", future_set_running_or_notify_cancel,
+     METH_NOARGS,
+     "set_running_or_notify_cancel()\n--\n\n"
+     "Mark the future running (True) or notify waiters of its "
+     "cancellation (False).  For executors and tests."},
+    {"set_result", future_set_result, METH_O,
+     "set_result(result)\n--\n\nFinish the future with a result.  For "
+     "executors and tests; InvalidStateError if it is done."},
+    {"set_exception", future_set_exception, METH_O,
+     "set_exception(exception)\n--\n\nFinish the future with an "
+     "exception.  For executors and tests; InvalidStateError if done."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef future_getset[] = {
+    {"_state", future_get_state, NULL,
+     "The stdlib's state string ('PENDING', ..., 'FINISHED').", NULL},
+    {"_condition", future_get_condition, NULL,
+     "A threading.Condition, made on first use, for the stdlib's "
+     "as_completed() and wait().", NULL},
+    {"_waiters", future_get_waiters, NULL,
+     "Waiters installed by the stdlib's as_completed() and wait().", NULL},
+    {"_result", future_get_result, NULL, "The result, or None.", NULL},
+    {"_exception", future_get_exception, NULL, "The exception, or None.",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+PyDoc_STRVAR(future_doc,
+"A concurrent.futures.Future implemented in C.\n\n"
+"Returned by taskdemo.ThreadPoolExecutor.submit(); works wherever the\n"
+"stdlib's Future does (as_completed, wait, asyncio.wrap_future).");
+
+int py_future_init_type(PyObject *module, py_state *st)
+{
+    PyTypeObject *base = (PyTypeObject *)st->BaseFuture;
+    Py_ssize_t offset = base->tp_basicsize;
+    /* Member offsets depend on the base's size, so the table is filled in
+     * here; PyType_FromModuleAndSpec copies it into the type. */
+    PyMemberDef members[] = {
+#define MEMBER(name, field)                                                \
+    {name, T_OBJECT_EX, offset + offsetof(future_fields, field), 0, NULL}
+        MEMBER("_td_fn", fn),
+        MEMBER("_td_args", args),
+        MEMBER("_td_kwargs", kwargs),
+        MEMBER("_td_result", result),
+        MEMBER("_td_exception", exception),
+        MEMBER("_td_callbacks", callbacks),
+        MEMBER("_td_condition", condition),
+        MEMBER("_td_waiters", waiters),
+#undef MEMBER
+        {NULL, 0, 0, 0, NULL},
+    };
+    PyType_Slot slots[] = {
+        {Py_tp_doc, (void *)future_doc},
+        {Py_tp_new, future_tp_new},
+        {Py_tp_init, future_tp_init},
+        {Py_tp_repr, future_repr},
+        {Py_tp_methods, future_methods},
+        {Py_tp_getset, future_getset},
+        {Py_tp_members, members},
+        {0, NULL},
+    };
+    PyType_Spec spec = {
+        .name = "taskdemo.Future",
+        .basicsize = (int)(offset + sizeof(future_fields)),
+        .flags = Py_TPFLAGS_DEFAULT
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+                 | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+        ,
+        .slots = slots,
+    };
+    st->FutureType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &spec, st->BaseFuture);
+    if (st->FutureType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->FutureType);
+}

@@ -1,0 +1,96 @@
+/*
+ * py_module.h - what the binding files (_taskdemo.c, py_future.c,
+ * py_executor.c) share: the module state and the functions each file
+ * exports to the others.  Only binding files include Python.h.
+ */
+#ifndef TD_PY_MODULE_H
+#define TD_PY_MODULE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdatomic.h>
+
+#include "py_compat.h"
+
+#include "td_pool.h"
+#include "td_waitset.h"
+
+/* Future states, ordered so that "done" is state >= PY_CANCELLED. */
+enum {
+    PY_PENDING = 0,
+    PY_RUNNING = 1,
+    PY_CANCELLED = 2,
+    PY_CANCELLED_AND_NOTIFIED = 3,
+    PY_FINISHED = 4,
+    PY_NSTATES = 5
+};
+
+typedef struct py_pool py_pool;
+
+typedef struct py_state {
+    PyTypeObject *FutureType;
+    PyTypeObject *ExecutorType;
+    PyTypeObject *StopwatchType;
+    PyObject *TaskError;
+
+    /* Borrowed from concurrent.futures and threading at exec time. */
+    PyObject *BaseFuture;          /* concurrent.futures.Future */
+    PyObject *CancelledError;
+    PyObject *TimeoutError;        /* concurrent.futures.TimeoutError */
+    PyObject *InvalidStateError;
+    PyObject *BrokenThreadPool;
+    PyObject *Condition;           /* threading.Condition */
+    PyObject *logger;              /* logging.getLogger("concurrent.futures") */
+    PyObject *state_names[PY_NSTATES];   /* 'PENDING', ... as the stdlib */
+
+    /* Set by taskdemo/__init__.py: give a worker its threading.Thread. */
+    PyObject *register_worker;
+    PyObject *unregister_worker;
+
+    td_waitset waitset;    /* every C-level wait on a future sleeps here */
+    int waitset_ready;
+    unsigned long executor_counter;   /* names ThreadPoolExecutor-N */
+    int exiting;           /* interpreter shutdown began: refuse new work */
+    py_pool *pools;        /* every core pool not yet destroyed (GIL) */
+} py_state;
+
+/* Module state from any of our heap types, or from the module. */
+py_state *py_state_from_type(PyTypeObject *tp);
+
+/* Raises the Python exception for a core error code; returns NULL. */
+PyObject *py_raise(py_state *st, int rc);
+
+/* Converts a timeout argument (None, int or float seconds) to ns: -1 for
+ * None, 0 for negative values (as the stdlib), capped at ~292 years.
+ * Returns 0 on success, -1 with an exception set. */
+int py_timeout_ns(PyObject *timeout, int64_t *out_ns);
+
+/*
+ * Blocks with the GIL released until *word != expected, for at most
+ * timeout_ns (< 0: no limit), waking every 50 ms to run signal handlers so
+ * Ctrl-C raises KeyboardInterrupt.  Returns 1 when the word changed, 0 on
+ * timeout, -1 with an exception set.
+ */
+int py_wait_word(py_state *st, const _Atomic int *word, int expected,
+                 _Atomic unsigned *nwaiters, int64_t timeout_ns);
+
+/* py_future.c */
+int py_future_init_type(PyObject *module, py_state *st);
+/* A new pending future that will call fn(*args, **kwargs). */
+PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
+                             PyObject *kwargs);
+/* Runs the future's call on this thread and completes it (GIL held). */
+void py_future_run(PyObject *future);
+/* Completes a future with exc unless it is already done (GIL held). */
+void py_future_fail(PyObject *future, PyObject *exc);
+
+/* py_executor.c */
+int py_executor_init_type(PyObject *module, py_state *st);
+PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused);
+PyObject *py_executors_before_fork(PyObject *module, PyObject *unused);
+PyObject *py_executors_after_fork_parent(PyObject *module, PyObject *unused);
+PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused);
+void py_executors_clear_all(py_state *st);
+
+#endif /* TD_PY_MODULE_H */

@@ -1,0 +1,601 @@
+/*
+ * td_pool.c - the pthread pool.
+ *
+ * Design
+ * ------
+ * One mutex `mu` protects everything mutable in the pool: the task ring, the
+ * worker table and the counters.  Tasks live in a growable ring buffer of
+ * (fn, arg) pairs, so queueing a task allocates nothing in the steady state.
+ *
+ * Workers start lazily: submit starts one only when no sleeping worker is
+ * free to take the task and fewer than max_threads exist, as the stdlib's
+ * ThreadPoolExecutor does.  A worker takes tasks until the ring is empty,
+ * then (after the thread_idle hook) sleeps on `work_cv`.  Submit signals
+ * `work_cv` only when a worker sleeps unclaimed (idle_unclaimed), so a busy
+ * pool makes no wake-up system calls at all.
+ *
+ * Invariant: whenever the ring is non-empty, some worker is awake, or a
+ * signal is on its way to a sleeping one, or the pool is starting one.  A
+ * worker sleeps only after seeing the ring empty under `mu`; every push
+ * under `mu` either claims a sleeping worker (and signals), or starts one,
+ * or leaves the task to workers that are awake and will look again before
+ * they sleep.
+ *
+ * Shutdown stops new submissions; workers drain the ring and then exit.
+ * Exiting workers stay joinable until td_pool_join() or td_pool_destroy()
+ * joins them, so "joined" means the OS thread is really gone.
+ *
+ * Tasks and hooks always run without `mu`; `mu` is never held while waiting
+ * for anything but `mu`-protected state, so callers may take their own
+ * locks (the GIL) outside it without deadlock.
+ */
+#include "td_pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "td_clock.h"
+
+#define MIN_RING 64u
+#define OS_NAME_MAX 15   /* Linux limit, without the terminating NUL */
+
+typedef struct task {
+    td_task_fn fn;
+    void *arg;
+} task;
+
+typedef struct worker {
+    td_pool *pool;
+    pthread_t thread;
+    unsigned index;
+    int exited;      /* protected by mu: thread_exit ran, thread returning */
+    int reaped;      /* protected by mu: joined, or claimed by a joiner */
+    task current;    /* protected by mu: the task it runs, fn NULL if none */
+} worker;
+
+struct td_pool {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;   /* workers sleep here for tasks/shutdown */
+    pthread_cond_t done_cv;   /* td_pool_wait and td_pool_join sleep here */
+
+    task *ring;           /* protected by mu */
+    size_t ring_cap;      /* protected by mu; a power of two */
+    size_t ring_head;     /* protected by mu */
+    size_t ring_count;    /* protected by mu */
+
+    worker **workers;     /* protected by mu; entries stable once made */
+    unsigned workers_cap; /* protected by mu */
+    unsigned spawned;     /* protected by mu: entries used in workers */
+    unsigned alive;       /* protected by mu: started and not exited */
+    unsigned idle;        /* protected by mu: asleep on work_cv */
+    unsigned idle_unclaimed;  /* protected by mu: idle, no task promised */
+    unsigned running;     /* protected by mu: tasks being run */
+    unsigned done_waiters;    /* protected by mu: sleepers on done_cv */
+    unsigned joins_active;    /* protected by mu: joins still reaping */
+    int shutdown;         /* protected by mu */
+
+    unsigned max_threads;     /* immutable after create */
+    td_pool_hooks hooks;      /* immutable after create */
+    char prefix[OS_NAME_MAX + 1];   /* immutable after create */
+};
+
+/* The pool whose worker the calling thread is, if any.  Per thread, so it
+ * is not shared mutable state. */
+static _Thread_local const td_pool *current_pool;
+
+static int init_monotonic_cond(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0) {
+        return -1;
+    }
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0) {
+        rc = pthread_cond_init(cv, &attr);
+    }
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+/* Waits on cv under p->mu until the absolute deadline (NULL: forever).
+ * Returns ETIMEDOUT once the deadline passed, else 0. */
+static int cond_wait_until(pthread_cond_t *cv, td_pool *p,
+                           const struct timespec *deadline)
+{
+    if (deadline == NULL) {
+        pthread_cond_wait(cv, &p->mu);
+        return 0;
+    }
+    return pthread_cond_timedwait(cv, &p->mu, deadline);
+}
+
+/* Length of the longest prefix of s, at most max bytes, that does not end
+ * inside a multi-byte UTF-8 character. */
+static size_t utf8_cut(const char *s, size_t max)
+{
+    size_t len = strlen(s);
+    if (len <= max) {
+        return len;
+    }
+    while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) {
+        max--;   /* s[max] continues a character: cut before it starts */
+    }
+    return max;
+}
+
+int td_pool_create(td_pool **out, const td_pool_config *cfg)
+{
+    if (out == NULL || cfg == NULL || cfg->max_threads == 0) {
+        return TD_EINVAL;
+    }
+    td_pool *p = td__malloc(sizeof(*p));
+    if (p == NULL) {
+        return TD_ENOMEM;
+    }
+    memset(p, 0, sizeof(*p));
+    p->ring = td__malloc(MIN_RING * sizeof(task));
+    if (p->ring == NULL) {
+        goto fail_pool;
+    }
+    p->ring_cap = MIN_RING;
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        goto fail_ring;
+    }
+    if (init_monotonic_cond(&p->work_cv) != 0) {
+        goto fail_mutex;
+    }
+    if (init_monotonic_cond(&p->done_cv) != 0) {
+        goto fail_work_cv;
+    }
+    p->max_threads = cfg->max_threads;
+    if (cfg->hooks != NULL) {
+        p->hooks = *cfg->hooks;
+    }
+    const char *prefix = cfg->name_prefix ? cfg->name_prefix : "td";
+    memcpy(p->prefix, prefix, utf8_cut(prefix, OS_NAME_MAX));
+    *out = p;
+    return TD_OK;
+
+fail_work_cv:
+    pthread_cond_destroy(&p->work_cv);
+fail_mutex:
+    pthread_mutex_destroy(&p->mu);
+fail_ring:
+    td__free(p->ring);
+fail_pool:
+    td__free(p);
+    return TD_ENOMEM;
+}
+
+/* Sets the OS name "{prefix}_{index}", cutting the prefix so the index
+ * survives the 15-byte limit. */
+static void set_thread_name(const td_pool *p, unsigned index)
+{
+    char suffix[16];
+    int suffix_len = snprintf(suffix, sizeof(suffix), "_%u", index);
+    size_t keep = utf8_cut(p->prefix, OS_NAME_MAX - (size_t)suffix_len);
+    char name[OS_NAME_MAX + 1];
+    memcpy(name, p->prefix, keep);
+    memcpy(name + keep, suffix, (size_t)suffix_len + 1);
+#if defined(__APPLE__)
+    pthread_setname_np(name);
+#elif defined(__linux__)
+    pthread_setname_np(pthread_self(), name);
+#endif
+}
+
+static void *worker_main(void *opaque)
+{
+    worker *w = opaque;
+    td_pool *p = w->pool;
+    current_pool = p;
+    set_thread_name(p, w->index);
+
+    int rc = TD_OK;
+    if (p->hooks.thread_start != NULL) {
+        rc = p->hooks.thread_start(p->hooks.ctx, w->index);
+    }
+    /* True after a task ran and until thread_idle has been told, so an idle
+     * worker calls the hook once per idle spell, not per wake-up. */
+    int owes_idle = 1;
+
+    pthread_mutex_lock(&p->mu);
+    while (rc == TD_OK) {
+        if (p->ring_count > 0) {
+            task t = p->ring[p->ring_head];
+            p->ring_head = (p->ring_head + 1) & (p->ring_cap - 1);
+            p->ring_count--;
+            p->running++;
+            w->current = t;
+            pthread_mutex_unlock(&p->mu);
+
+            t.fn(t.arg);
+            owes_idle = 1;
+
+            pthread_mutex_lock(&p->mu);
+            w->current.fn = NULL;
+            w->current.arg = NULL;
+            p->running--;
+            if (p->running == 0 && p->ring_count == 0 && p->done_waiters) {
+                pthread_cond_broadcast(&p->done_cv);
+            }
+            continue;
+        }
+        if (p->shutdown) {
+            break;
+        }
+        if (owes_idle && p->hooks.thread_idle != NULL) {
+            /* Give back per-thread resources (the GIL) before sleeping,
+             * without mu; then look at the ring again, since tasks may
+             * have arrived meanwhile. */
+            owes_idle = 0;
+            pthread_mutex_unlock(&p->mu);
+            p->hooks.thread_idle(p->hooks.ctx);
+            pthread_mutex_lock(&p->mu);
+            continue;
+        }
+        p->idle++;
+        p->idle_unclaimed++;
+        pthread_cond_wait(&p->work_cv, &p->mu);
+        p->idle--;
+        /* Whoever woke us claimed one of the idle workers; if we woke
+         * spuriously, claims still cannot exceed the workers asleep. */
+        if (p->idle_unclaimed > p->idle) {
+            p->idle_unclaimed = p->idle;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+
+    /* thread_exit runs before the worker counts as exited, so a joiner
+     * knows the hook's effects (unregistering from Python) are complete. */
+    if (p->hooks.thread_exit != NULL) {
+        p->hooks.thread_exit(p->hooks.ctx);
+    }
+
+    pthread_mutex_lock(&p->mu);
+    p->alive--;
+    w->exited = 1;
+    if (p->done_waiters) {
+        pthread_cond_broadcast(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Starts one more worker.  Called with mu held. */
+static int spawn_worker(td_pool *p)
+{
+    if (p->spawned == p->workers_cap) {
+        unsigned cap = p->workers_cap ? p->workers_cap * 2 : 4;
+        worker **grown = td__malloc(cap * sizeof(*grown));
+        if (grown == NULL) {
+            return TD_ENOMEM;
+        }
+        if (p->spawned > 0) {
+            memcpy(grown, p->workers, p->spawned * sizeof(*grown));
+        }
+        td__free(p->workers);
+        p->workers = grown;
+        p->workers_cap = cap;
+    }
+    worker *w = td__malloc(sizeof(*w));
+    if (w == NULL) {
+        return TD_ENOMEM;
+    }
+    memset(w, 0, sizeof(*w));
+    w->pool = p;
+    w->index = p->spawned;
+
+    /* Workers block every asynchronous signal, so the kernel delivers
+     * process-wide signals such as SIGINT to a thread that handles them
+     * (Python's main thread), never to a worker in the middle of a task. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        td__free(w);
+        return rc == ENOMEM ? TD_ENOMEM : TD_EAGAIN;
+    }
+    p->workers[p->spawned++] = w;
+    p->alive++;
+    return TD_OK;
+}
+
+/* Doubles the ring, unwrapping it.  Called with mu held. */
+static int grow_ring(td_pool *p)
+{
+    size_t cap = p->ring_cap * 2;
+    task *grown = td__malloc(cap * sizeof(task));
+    if (grown == NULL) {
+        return TD_ENOMEM;
+    }
+    size_t first = p->ring_cap - p->ring_head;
+    if (first > p->ring_count) {
+        first = p->ring_count;
+    }
+    memcpy(grown, p->ring + p->ring_head, first * sizeof(task));
+    memcpy(grown + first, p->ring, (p->ring_count - first) * sizeof(task));
+    td__free(p->ring);
+    p->ring = grown;
+    p->ring_cap = cap;
+    p->ring_head = 0;
+    return TD_OK;
+}
+
+int td_pool_submit(td_pool *p, td_task_fn fn, void *arg)
+{
+    if (p == NULL || fn == NULL) {
+        return TD_EINVAL;
+    }
+    int rc = TD_OK;
+    pthread_mutex_lock(&p->mu);
+    if (p->shutdown) {
+        rc = TD_ESHUTDOWN;
+        goto out;
+    }
+    if (p->ring_count == p->ring_cap) {
+        rc = grow_ring(p);
+        if (rc != TD_OK) {
+            goto out;
+        }
+    }
+    size_t tail = (p->ring_head + p->ring_count) & (p->ring_cap - 1);
+    p->ring[tail] = (task){fn, arg};
+    p->ring_count++;
+
+    if (p->idle_unclaimed > 0) {
+        p->idle_unclaimed--;
+        pthread_cond_signal(&p->work_cv);
+    } else if (p->alive < p->max_threads) {
+        rc = spawn_worker(p);
+        if (rc != TD_OK && p->alive > 0) {
+            /* The workers that exist will run the task; a pool that
+             * merely could not grow still works, as the stdlib's does. */
+            rc = TD_OK;
+        } else if (rc != TD_OK) {
+            p->ring_count--;   /* nobody could ever run it: take it back */
+        }
+    }
+out:
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int td_pool_wait(td_pool *p, int64_t timeout_ns)
+{
+    if (p == NULL) {
+        return TD_EINVAL;
+    }
+    if (current_pool == p) {
+        return TD_EDEADLK;
+    }
+    struct timespec deadline;
+    if (timeout_ns > 0) {
+        td__deadline_after(&deadline, timeout_ns);
+    }
+    int rc = TD_OK;
+    pthread_mutex_lock(&p->mu);
+    p->done_waiters++;
+    while (p->ring_count > 0 || p->running > 0) {
+        if (timeout_ns == 0 ||
+            cond_wait_until(&p->done_cv, p,
+                            timeout_ns < 0 ? NULL : &deadline) == ETIMEDOUT) {
+            if (p->ring_count > 0 || p->running > 0) {
+                rc = TD_ETIMEDOUT;
+            }
+            break;
+        }
+    }
+    p->done_waiters--;
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int td_pool_shutdown(td_pool *p)
+{
+    if (p == NULL) {
+        return TD_EINVAL;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->shutdown = 1;
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_mutex_unlock(&p->mu);
+    return TD_OK;
+}
+
+size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx)
+{
+    if (p == NULL) {
+        return 0;
+    }
+    pthread_mutex_lock(&p->mu);
+    size_t n = p->ring_count;
+    task *taken = NULL;
+    if (n > 0 && visit != NULL) {
+        taken = td__malloc(n * sizeof(task));
+    }
+    if (taken == NULL && n > 0 && visit != NULL) {
+        /* Without memory for a copy, hand tasks over one at a time under
+         * the lock would risk deadlock in visit; leave them queued. */
+        pthread_mutex_unlock(&p->mu);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t at = (p->ring_head + i) & (p->ring_cap - 1);
+        if (taken != NULL) {
+            taken[i] = p->ring[at];
+        }
+    }
+    p->ring_head = 0;
+    p->ring_count = 0;
+    if (p->running == 0 && p->done_waiters) {
+        pthread_cond_broadcast(&p->done_cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+
+    for (size_t i = 0; taken != NULL && i < n; i++) {
+        visit(ctx, taken[i].fn, taken[i].arg);
+    }
+    td__free(taken);
+    return n;
+}
+
+int td_pool_join(td_pool *p, int64_t timeout_ns)
+{
+    if (p == NULL) {
+        return TD_EINVAL;
+    }
+    int self = current_pool == p;
+    struct timespec deadline;
+    if (timeout_ns > 0) {
+        td__deadline_after(&deadline, timeout_ns);
+    }
+    pthread_mutex_lock(&p->mu);
+    if (!p->shutdown) {
+        pthread_mutex_unlock(&p->mu);
+        return TD_EINVAL;
+    }
+    int rc = TD_OK;
+    unsigned others = self ? 1u : 0u;   /* a worker cannot wait for itself */
+    p->done_waiters++;
+    for (;;) {
+        if (p->alive <= others) {
+            /* Claim the exited threads under mu, join them without it. */
+            p->joins_active++;
+            for (unsigned i = 0; i < p->spawned; i++) {
+                worker *w = p->workers[i];
+                if (w->exited && !w->reaped) {
+                    w->reaped = 1;
+                    pthread_mutex_unlock(&p->mu);
+                    pthread_join(w->thread, NULL);
+                    pthread_mutex_lock(&p->mu);
+                }
+            }
+            p->joins_active--;
+            if (p->joins_active == 0) {
+                pthread_cond_broadcast(&p->done_cv);
+                break;
+            }
+            /* Another joiner still reaps threads it claimed; "joined"
+             * must mean gone for our caller too, so wait for it. */
+        }
+        if (timeout_ns == 0 ||
+            cond_wait_until(&p->done_cv, p,
+                            timeout_ns < 0 ? NULL : &deadline) == ETIMEDOUT) {
+            if (p->alive > others || p->joins_active > 0) {
+                rc = TD_ETIMEDOUT;
+                break;
+            }
+        }
+    }
+    p->done_waiters--;
+    pthread_mutex_unlock(&p->mu);
+    if (rc == TD_OK && self) {
+        rc = TD_EDEADLK;
+    }
+    return rc;
+}
+
+int td_pool_destroy(td_pool *p)
+{
+    if (p == NULL) {
+        return TD_OK;
+    }
+    if (current_pool == p) {
+        return TD_EDEADLK;
+    }
+    td_pool_shutdown(p);
+    td_pool_join(p, -1);
+    for (unsigned i = 0; i < p->spawned; i++) {
+        td__free(p->workers[i]);
+    }
+    td__free(p->workers);
+    td__free(p->ring);
+    pthread_cond_destroy(&p->done_cv);
+    pthread_cond_destroy(&p->work_cv);
+    pthread_mutex_destroy(&p->mu);
+    td__free(p);
+    return TD_OK;
+}
+
+int td_pool_is_worker(const td_pool *p)
+{
+    return p != NULL && current_pool == p;
+}
+
+void td_pool_get_stats(td_pool *p, td_pool_stats *out)
+{
+    if (p == NULL || out == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    out->threads = p->alive;
+    out->idle = p->idle;
+    out->running = p->running;
+    out->queued = p->ring_count;
+    out->spawned = p->spawned;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void td_pool_before_fork(td_pool *p)
+{
+    pthread_mutex_lock(&p->mu);
+}
+
+void td_pool_after_fork_parent(td_pool *p)
+{
+    pthread_mutex_unlock(&p->mu);
+}
+
+void td_pool_after_fork_child(td_pool *p, td_task_visit_fn visit, void *ctx)
+{
+    /* Only the forking thread exists in the child, and it holds mu (taken
+     * in before_fork), so it may release it.  The condition variables may
+     * record sleepers that are gone: make them anew. */
+    pthread_mutex_unlock(&p->mu);
+    init_monotonic_cond(&p->work_cv);
+    init_monotonic_cond(&p->done_cv);
+
+    /* If the fork came from one of our tasks, that worker lives on in the
+     * child and finishes its task; every other worker vanished. */
+    worker *survivor = NULL;
+    task lost_running[64];
+    size_t nlost = 0;
+    unsigned kept = 0;
+    for (unsigned i = 0; i < p->spawned; i++) {
+        worker *w = p->workers[i];
+        if (!w->exited && current_pool == p && pthread_equal(
+                w->thread, pthread_self())) {
+            survivor = w;
+            p->workers[kept++] = w;
+            continue;
+        }
+        if (!w->exited && w->current.fn != NULL) {
+            if (nlost < sizeof(lost_running) / sizeof(lost_running[0])) {
+                lost_running[nlost++] = w->current;
+            }
+        }
+        td__free(w);
+    }
+    p->spawned = kept;
+    p->alive = survivor ? 1u : 0u;
+    p->running = survivor && survivor->current.fn ? 1u : 0u;
+    p->idle = 0;
+    p->idle_unclaimed = 0;
+    p->done_waiters = 0;
+    p->joins_active = 0;
+    p->shutdown = 1;
+
+    if (visit != NULL) {
+        td_pool_drain(p, visit, ctx);
+        for (size_t i = 0; i < nlost; i++) {
+            visit(ctx, lost_running[i].fn, lost_running[i].arg);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+/*
+ * td_pool.h - a pthread pool with lazily spawned workers and a FIFO queue.
+ *
+ * Ownership: the pool owns its queue storage and its threads; the caller
+ * owns every task argument (the pool only passes `arg` back to `fn`, or to a
+ * drain callback).  After td_pool_destroy() the handle is dead.
+ *
+ * Threading: every function may be called from any thread, including from a
+ * task running on the pool, unless its comment says otherwise.  Hooks and
+ * tasks never run with the pool's lock held.
+ */
+#ifndef TD_POOL_H
+#define TD_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "td_common.h"
+
+typedef struct td_pool td_pool;   /* defined only in td_pool.c */
+
+typedef void (*td_task_fn)(void *arg);
+
+/* Called once per removed task by td_pool_drain() and after fork. */
+typedef void (*td_task_visit_fn)(void *ctx, td_task_fn fn, void *arg);
+
+/*
+ * Optional per-worker callbacks, all run on the worker thread without the
+ * pool lock.  The Python binding uses them to give each worker a Python
+ * thread state, and to hold the GIL across consecutive tasks: it takes the
+ * GIL in the first task and gives it back in thread_idle.
+ */
+typedef struct td_pool_hooks {
+    void *ctx;
+    /* First thing a worker runs; index counts workers in spawn order from
+     * 0.  Returning anything but TD_OK makes the worker exit at once
+     * (thread_exit still runs). */
+    int (*thread_start)(void *ctx, unsigned index);
+    /* Run when the worker found the queue empty, just before it sleeps. */
+    void (*thread_idle)(void *ctx);
+    /* Last thing a worker runs. */
+    void (*thread_exit)(void *ctx);
+} td_pool_hooks;
+
+typedef struct td_pool_config {
+    unsigned max_threads;      /* at least 1; threads start only on demand */
+    const char *name_prefix;   /* OS thread name "{prefix}_{index}", cut to
+                                  the OS limit; NULL means "td" */
+    const td_pool_hooks *hooks;   /* NULL for none; copied at create */
+} td_pool_config;
+
+typedef struct td_pool_stats {
+    unsigned threads;   /* workers started and not yet exited */
+    unsigned idle;      /* workers asleep waiting for work */
+    unsigned running;   /* tasks being run right now */
+    size_t queued;      /* tasks waiting for a worker */
+    unsigned spawned;   /* workers ever started */
+} td_pool_stats;
+
+/*
+ * Creates a pool; on success *out owns it.  No thread starts until the
+ * first submit.  Returns TD_OK, TD_EINVAL (out or cfg NULL, max_threads 0)
+ * or TD_ENOMEM.
+ */
+int td_pool_create(td_pool **out, const td_pool_config *cfg);
+
+/*
+ * Queues fn(arg) at the tail.  If no worker is asleep and fewer than
+ * max_threads are running, starts one more.  Returns TD_OK, TD_EINVAL (fn
+ * NULL), TD_ESHUTDOWN (after td_pool_shutdown), TD_ENOMEM (queue growth
+ * failed) or TD_EAGAIN (no worker exists and none could be started); on any
+ * error the task was not queued.  Never blocks on tasks.
+ */
+int td_pool_submit(td_pool *p, td_task_fn fn, void *arg);
+
+/*
+ * Blocks until the queue is empty and no task is running, or until
+ * timeout_ns passes (< 0: no limit; 0: just test).  Returns TD_OK,
+ * TD_ETIMEDOUT, or TD_EDEADLK when called from one of p's workers (which
+ * would wait for itself).
+ */
+int td_pool_wait(td_pool *p, int64_t timeout_ns);
+
+/*
+ * Stops accepting tasks and wakes every worker.  Queued tasks still run;
+ * each worker exits once the queue is empty.  Idempotent; returns TD_OK.
+ */
+int td_pool_shutdown(td_pool *p);
+
+/*
+ * Removes every queued task and calls visit(ctx, fn, arg) for each, in
+ * queue order, after the lock is released.  Returns how many were removed.
+ * Used to cancel pending work; tasks already running are not affected.
+ */
+size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx);
+
+/*
+ * After td_pool_shutdown: waits for every worker to exit and joins its
+ * thread, so it is gone from the OS when this returns TD_OK.  timeout_ns as
+ * in td_pool_wait.  Called from one of p's own workers it waits for the
+ * others and returns TD_EDEADLK (a thread cannot join itself).  Returns
+ * TD_EINVAL if the pool was not shut down.
+ */
+int td_pool_join(td_pool *p, int64_t timeout_ns);
+
+/*
+ * Shuts the pool down, joins all workers (waiting for queued tasks to run)
+ * and frees it.  NULL is a no-op.  Must not be called from one of p's own
+ * workers: it returns TD_EDEADLK then and frees nothing.
+ */
+int td_pool_destroy(td_pool *p);
+
+/* Non-zero when the calling thread is one of p's workers. */
+int td_pool_is_worker(const td_pool *p);
+
+/* A consistent snapshot of the counters. */
+void td_pool_get_stats(td_pool *p, td_pool_stats *out);
+
+/*
+ * fork() support (pthread_atfork order).  Call td_pool_before_fork in the
+ * parent just before fork, so no other thread holds the pool's lock across
+ * it, then td_pool_after_fork_parent in the parent or
+ * td_pool_after_fork_child in the child.  In the child the workers do not
+ * exist: the pool is left shut down, with no workers, and every task that was
+ * queued or running in the parent is reported through visit (queued first,
+ * in order) so the caller can fail it.  The child may then destroy the pool.
+ */
+void td_pool_before_fork(td_pool *p);
+void td_pool_after_fork_parent(td_pool *p);
+void td_pool_after_fork_child(td_pool *p, td_task_visit_fn visit, void *ctx);
+
+#endif /* TD_POOL_H */

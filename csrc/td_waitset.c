@@ -1,0 +1,121 @@
+/*
+ * td_waitset.c - one mutex and condition variable shared by many waiters,
+ * each waiting for its own atomic word to change (see td_waitset.h for the
+ * protocol).
+ *
+ * The condition variable runs on CLOCK_MONOTONIC so timed waits are immune
+ * to the wall clock being set.  Wakes are broadcasts: waiters of other words
+ * wake too, re-check their word and sleep again.  That is the price of not
+ * giving every future a condition variable; the binding keeps it small by
+ * waking only when the word's waiter count is non-zero.
+ */
+#include "td_waitset.h"
+
+#include <errno.h>
+#include <time.h>
+
+#include "td_clock.h"
+
+static int init_cond(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init(&attr) != 0) {
+        return TD_ENOMEM;
+    }
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0) {
+        rc = pthread_cond_init(cv, &attr);
+    }
+    pthread_condattr_destroy(&attr);
+    return rc == 0 ? TD_OK : (rc == ENOMEM ? TD_ENOMEM : TD_EAGAIN);
+}
+
+int td_waitset_init(td_waitset *ws)
+{
+    if (ws == NULL) {
+        return TD_EINVAL;
+    }
+    int rc = pthread_mutex_init(&ws->mu, NULL);
+    if (rc != 0) {
+        return rc == ENOMEM ? TD_ENOMEM : TD_EAGAIN;
+    }
+    rc = init_cond(&ws->cv);
+    if (rc != TD_OK) {
+        pthread_mutex_destroy(&ws->mu);
+    }
+    return rc;
+}
+
+void td_waitset_destroy(td_waitset *ws)
+{
+    if (ws == NULL) {
+        return;
+    }
+    pthread_cond_destroy(&ws->cv);
+    pthread_mutex_destroy(&ws->mu);
+}
+
+int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
+                    _Atomic unsigned *nwaiters, int64_t timeout_ns)
+{
+    if (atomic_load(word) != expected) {
+        return TD_OK;
+    }
+    if (timeout_ns == 0) {
+        return TD_ETIMEDOUT;
+    }
+    struct timespec deadline;
+    if (timeout_ns > 0) {
+        td__deadline_after(&deadline, timeout_ns);
+    }
+    int rc = TD_OK;
+    /* Announce ourselves before the decisive read of *word: a waker that
+     * stores after our read is then sure to see us and broadcast. */
+    atomic_fetch_add(nwaiters, 1);
+    pthread_mutex_lock(&ws->mu);
+    while (atomic_load(word) == expected) {
+        if (timeout_ns < 0) {
+            pthread_cond_wait(&ws->cv, &ws->mu);
+        } else if (pthread_cond_timedwait(&ws->cv, &ws->mu, &deadline)
+                   == ETIMEDOUT) {
+            if (atomic_load(word) == expected) {
+                rc = TD_ETIMEDOUT;
+            }
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ws->mu);
+    atomic_fetch_sub(nwaiters, 1);
+    return rc;
+}
+
+void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters)
+{
+    if (atomic_load(nwaiters) == 0) {
+        return;
+    }
+    /* Taking the lock orders this broadcast after any waiter that has read
+     * the old word but not yet gone to sleep: it sleeps first, then wakes. */
+    pthread_mutex_lock(&ws->mu);
+    pthread_cond_broadcast(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
+}
+
+void td_waitset_before_fork(td_waitset *ws)
+{
+    pthread_mutex_lock(&ws->mu);
+}
+
+void td_waitset_after_fork_parent(td_waitset *ws)
+{
+    pthread_mutex_unlock(&ws->mu);
+}
+
+void td_waitset_after_fork_child(td_waitset *ws)
+{
+    /* The child has only the forking thread, which holds the mutex (taken in
+     * before_fork); waiters the condition variable knew of are gone, so start
+     * both afresh instead of trusting their inherited state. */
+    pthread_mutex_init(&ws->mu, NULL);
+    init_cond(&ws->cv);
+}

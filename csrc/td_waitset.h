@@ -1,0 +1,54 @@
+/*
+ * td_waitset.h - futex-like waiting on many atomic words with one lock.
+ *
+ * A future, or anything else with a small atomic state word, waits with
+ * td_waitset_wait(ws, &word, expected, &nwaiters, timeout) until the word
+ * changes, and the thread that changes it calls td_waitset_wake() after the
+ * store.  Objects carry only an int and a waiter count, not a mutex and a
+ * condition variable each; the waker touches the lock only when the count
+ * says somebody waits, so completing an unobserved object costs one atomic
+ * load.
+ *
+ * Protocol (sequentially consistent atomics make it race-free): the waiter
+ * increments *nwaiters before it reads *word; the waker stores *word before
+ * it reads *nwaiters.  So either the waiter sees the new word, or the waker
+ * sees the waiter and broadcasts under the lock the waiter sleeps on.
+ *
+ * Ownership: the caller owns the td_waitset storage and the words.
+ */
+#ifndef TD_WAITSET_H
+#define TD_WAITSET_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "td_common.h"
+
+typedef struct td_waitset {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;   /* broadcast on every wake; waiters re-check */
+} td_waitset;
+
+/* Returns TD_OK, or TD_EAGAIN / TD_ENOMEM when pthreads refuse. */
+int td_waitset_init(td_waitset *ws);
+void td_waitset_destroy(td_waitset *ws);
+
+/*
+ * Blocks while *word == expected, for at most timeout_ns (< 0: no limit,
+ * 0: just test).  *nwaiters counts the threads waiting on this word and
+ * is restored before returning.  Returns TD_OK once *word != expected (it
+ * may have changed back; the caller re-reads it), or TD_ETIMEDOUT.
+ */
+int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
+                    _Atomic unsigned *nwaiters, int64_t timeout_ns);
+
+/* Wakes the waiters of a word whose value was just stored. */
+void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters);
+
+/* fork() support: lock before, unlock in the parent, reset in the child. */
+void td_waitset_before_fork(td_waitset *ws);
+void td_waitset_after_fork_parent(td_waitset *ws);
+void td_waitset_after_fork_child(td_waitset *ws);
+
+#endif /* TD_WAITSET_H */

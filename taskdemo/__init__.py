@@ -1,0 +1,28 @@
+"""taskdemo: a C thread pool that is a drop-in ThreadPoolExecutor.
+
+The pool, its futures, a monotonic stopwatch and an OS thread counter are
+written in C (``taskdemo._taskdemo``); this package re-exports them and adds
+the conveniences that read better in Python.
+"""
+from . import native
+from ._executor import ThreadPoolExecutor
+from ._lifecycle import install as _install_lifecycle_hooks
+from ._stopwatch import stopwatch
+from ._taskdemo import Future, Stopwatch, TaskError, monotonic_ns, thread_count
+from ._threads import additional_thread_count
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Future",
+    "Stopwatch",
+    "TaskError",
+    "ThreadPoolExecutor",
+    "additional_thread_count",
+    "monotonic_ns",
+    "native",
+    "stopwatch",
+    "thread_count",
+]
+
+_install_lifecycle_hooks()

@@ -1,0 +1,60 @@
+"""How taskdemo's C workers fit into the interpreter's life.
+
+- ``threading`` knows each worker, by name, while it lives: workers are
+  pthreads started in C, so they register a stand-in Thread object.
+- At interpreter exit every pool stops accepting work, runs what is queued
+  and joins its workers, before the interpreter is torn down (a thread that
+  takes the GIL during finalisation would hang or crash).
+- Around ``os.fork()`` the pools' locks are held, so the child never
+  inherits a lock held by a thread that does not exist there; in the child,
+  inherited pools refuse work and fail the futures they had.
+"""
+import os
+import threading
+
+from . import _taskdemo
+
+
+class _WorkerThread(threading._DummyThread):  # type: ignore[name-defined]
+    """threading's view of a taskdemo worker (a pthread started in C)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+
+
+def _register_worker(name: str) -> threading.Thread:
+    return _WorkerThread(name)
+
+
+def _unregister_worker(thread: threading.Thread) -> None:
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        if threading._active.get(thread.ident) is thread:  # type: ignore
+            del threading._active[thread.ident]  # type: ignore
+
+
+_installed = False
+
+
+def install() -> None:
+    """Connect the C module to threading, interpreter exit and fork."""
+    global _installed
+    if _installed:
+        return
+    _installed = True
+    _taskdemo._set_worker_hooks(_register_worker, _unregister_worker)
+    # threading's exit hooks run before non-daemon threads are joined and
+    # long before finalisation, which is where the stdlib joins its pool.
+    register_atexit = getattr(threading, "_register_atexit", None)
+    if register_atexit is not None:
+        register_atexit(_taskdemo._shutdown_all)
+    else:  # pragma: no cover - every supported version has it
+        import atexit
+
+        atexit.register(_taskdemo._shutdown_all)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(
+            before=_taskdemo._before_fork,
+            after_in_parent=_taskdemo._after_fork_parent,
+            after_in_child=_taskdemo._after_fork_child,
+        )
