@@ -761,8 +761,13 @@ int py_future_init_type(PyObject *module, py_state *st)
         ,
         .slots = slots,
     };
-    st->FutureType = (PyTypeObject *)PyType_FromModuleAndSpec(
-        module, &spec, st->BaseFuture);
+    PyObject *bases = PyTuple_Pack(1, st->BaseFuture);
+    if (bases == NULL) {
+        return -1;
+    }
+    st->FutureType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec,
+                                                              bases);
+    Py_DECREF(bases);
     if (st->FutureType == NULL) {
         return -1;
     }

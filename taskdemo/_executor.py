@@ -1,13 +1,15 @@
 """taskdemo.ThreadPoolExecutor: the C pool behind the stdlib's interface."""
 import concurrent.futures
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Optional
+from typing import Any, Callable, Iterable, Iterator, List, Optional, TypeVar
+
+_T = TypeVar("_T")
 
 from ._taskdemo import ExecutorBase
 
 
-def _result_or_cancel(future: "concurrent.futures.Future[Any]",
-                      timeout: Optional[float] = None) -> Any:
+def _result_or_cancel(future: "concurrent.futures.Future[_T]",
+                      timeout: Optional[float] = None) -> _T:
     try:
         return future.result(timeout)
     finally:
@@ -34,9 +36,9 @@ class ThreadPoolExecutor(ExecutorBase,
     own tasks joins the other workers instead of raising.
     """
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+    def map(self, fn: Callable[..., _T], *iterables: Iterable[Any],
             timeout: Optional[float] = None,
-            chunksize: int = 1) -> Iterator[Any]:
+            chunksize: int = 1) -> Iterator[_T]:
         """Return an iterator of fn(*args) over zip(*iterables), in order.
 
         Every call is submitted at once; results are yielded as they come
@@ -63,8 +65,8 @@ class ThreadPoolExecutor(ExecutorBase,
         return self._results(futures, end_time)
 
     @staticmethod
-    def _results(futures: "List[concurrent.futures.Future[Any]]",
-                 end_time: Optional[float]) -> Iterator[Any]:
+    def _results(futures: "List[concurrent.futures.Future[_T]]",
+                 end_time: Optional[float]) -> Iterator[_T]:
         # A generator of its own, so map() submits everything before the
         # caller starts iterating, as the stdlib documents.
         try:

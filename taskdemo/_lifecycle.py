@@ -15,7 +15,7 @@ import threading
 from . import _taskdemo
 
 
-class _WorkerThread(threading._DummyThread):  # type: ignore[name-defined]
+class _WorkerThread(threading._DummyThread):
     """threading's view of a taskdemo worker (a pthread started in C)."""
 
     def __init__(self, name: str) -> None:
