@@ -194,9 +194,13 @@ static void worker_exit(void *ctx)
 static void run_task(void *arg)
 {
     take_gil();
-    py_future_run(arg);
+    td_waitset *owed_wake = py_future_run(arg);
     Py_DECREF((PyObject *)arg);
-    if (td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
+    if (owed_wake != NULL) {
+        /* Somebody blocks on this result and needs the GIL to use it. */
+        give_gil();
+        td_waitset_broadcast(owed_wake);
+    } else if (td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
         /* Builtins called as tasks never reach the eval loop's switch
          * check; let waiting threads in before the next one. */
         give_gil();

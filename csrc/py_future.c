@@ -146,12 +146,23 @@ static void notify_waiters(PyObject *self, const char *method)
     Py_DECREF(waiters);
 }
 
-/* Stores a new state and wakes the C-level waiters. */
-static void set_state(PyObject *self, int state)
+/* Stores a new state and wakes the C-level waiters, or, when owed_wake is
+ * not NULL, sets *owed_wake if there are waiters so the caller can wake
+ * them later (see py_future_run). */
+static void set_state_owing(PyObject *self, int state, int *owed_wake)
 {
     future_fields *f = F(self);
     atomic_store(&f->state, state);
-    td_waitset_wake(&fstate(self)->waitset, &f->nwaiters);
+    if (owed_wake == NULL) {
+        td_waitset_wake(&fstate(self)->waitset, &f->nwaiters);
+    } else if (atomic_load(&f->nwaiters) > 0) {
+        *owed_wake = 1;
+    }
+}
+
+static void set_state(PyObject *self, int state)
+{
+    set_state_owing(self, state, NULL);
 }
 
 /* Runs callbacks exactly once: the list is taken off the future before the
@@ -197,7 +208,7 @@ static void invoke_callbacks(PyObject *self)
  * returns -1, otherwise it returns 0 and changes nothing.
  */
 static int complete(PyObject *self, PyObject *result, PyObject *exc,
-                    int strict)
+                    int strict, int *owed_wake)
 {
     future_fields *f = F(self);
     PyObject *cond = enter_condition(self);
@@ -220,7 +231,7 @@ static int complete(PyObject *self, PyObject *result, PyObject *exc,
     } else {
         Py_XSETREF(f->exception, Py_NewRef(exc));
     }
-    set_state(self, PY_FINISHED);
+    set_state_owing(self, PY_FINISHED, owed_wake);
     notify_waiters(self, result != NULL ? "add_result" : "add_exception");
     exit_condition(cond, 1);
     invoke_callbacks(self);
@@ -268,12 +279,12 @@ void py_future_fail(PyObject *self, PyObject *exc)
     Py_CLEAR(f->fn);
     Py_CLEAR(f->args);
     Py_CLEAR(f->kwargs);
-    if (complete(self, NULL, exc, 0) < 0) {
+    if (complete(self, NULL, exc, 0, NULL) < 0) {
         PyErr_WriteUnraisable(self);
     }
 }
 
-void py_future_run(PyObject *self)
+td_waitset *py_future_run(PyObject *self)
 {
     future_fields *f = F(self);
     int started = start_or_notify_cancel(self);
@@ -284,7 +295,7 @@ void py_future_run(PyObject *self)
         Py_CLEAR(f->fn);
         Py_CLEAR(f->args);
         Py_CLEAR(f->kwargs);
-        return;
+        return NULL;
     }
     /* Take the call off the future first: once it ran, the future must not
      * keep fn or its arguments alive (the stdlib drops its work item). */
@@ -298,20 +309,21 @@ void py_future_run(PyObject *self)
     Py_XDECREF(fn);
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
-    int rc;
+    int rc, owed_wake = 0;
     if (r != NULL) {
-        rc = complete(self, r, NULL, 0);
+        rc = complete(self, r, NULL, 0, &owed_wake);
         Py_DECREF(r);
     } else {
         /* Like the stdlib's work item, keep any BaseException (SystemExit
          * and KeyboardInterrupt too) on the future instead of losing it. */
         PyObject *exc = td_fetch_exception();
-        rc = complete(self, NULL, exc, 0);
+        rc = complete(self, NULL, exc, 0, &owed_wake);
         Py_XDECREF(exc);
     }
     if (rc < 0) {
         PyErr_WriteUnraisable(self);
     }
+    return owed_wake ? &fstate(self)->waitset : NULL;
 }
 
 /* ---- waiting --------------------------------------------------------- */
@@ -557,7 +569,7 @@ static PyObject *future_set_running_or_notify_cancel(PyObject *self,
 
 static PyObject *future_set_result(PyObject *self, PyObject *result)
 {
-    if (complete(self, result, NULL, 1) < 0) {
+    if (complete(self, result, NULL, 1, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -572,7 +584,7 @@ static PyObject *future_set_exception(PyObject *self, PyObject *exc)
                      "not %.100s", Py_TYPE(exc)->tp_name);
         return NULL;
     }
-    if (complete(self, NULL, exc, 1) < 0) {
+    if (complete(self, NULL, exc, 1, NULL) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

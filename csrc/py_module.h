@@ -80,8 +80,14 @@ int py_future_init_type(PyObject *module, py_state *st);
 /* A new pending future that will call fn(*args, **kwargs). */
 PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
                              PyObject *kwargs);
-/* Runs the future's call on this thread and completes it (GIL held). */
-void py_future_run(PyObject *future);
+/*
+ * Runs the future's call on this thread and completes it (GIL held).  If a
+ * thread waits for the result, the wake-up is left to the caller: it
+ * returns the waitset to broadcast on, else NULL.  The woken thread wants
+ * the GIL at once, so a worker gives the GIL up first and then wakes it;
+ * waking first would only make the waiter sleep again on the GIL.
+ */
+td_waitset *py_future_run(PyObject *future);
 /* Completes a future with exc unless it is already done (GIL held). */
 void py_future_fail(PyObject *future, PyObject *exc);
 

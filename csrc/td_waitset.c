@@ -94,6 +94,11 @@ void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters)
     if (atomic_load(nwaiters) == 0) {
         return;
     }
+    td_waitset_broadcast(ws);
+}
+
+void td_waitset_broadcast(td_waitset *ws)
+{
     /* Taking the lock orders this broadcast after any waiter that has read
      * the old word but not yet gone to sleep: it sleeps first, then wakes. */
     pthread_mutex_lock(&ws->mu);

@@ -46,6 +46,11 @@ int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
 /* Wakes the waiters of a word whose value was just stored. */
 void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters);
 
+/* Wakes every waiter unconditionally: for a waker that checked the waiter
+ * count after its store, as td_waitset_wake does, but wakes later (the
+ * binding first gives up the GIL the woken thread will want). */
+void td_waitset_broadcast(td_waitset *ws);
+
 /* fork() support: lock before, unlock in the parent, reset in the child. */
 void td_waitset_before_fork(td_waitset *ws);
 void td_waitset_after_fork_parent(td_waitset *ws);
