@@ -766,11 +766,9 @@ int py_future_init_type(PyObject *module, py_state *st)
     PyType_Spec spec = {
         .name = "taskdemo.Future",
         .basicsize = (int)(offset + sizeof(future_fields)),
-        .flags = Py_TPFLAGS_DEFAULT
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-                 | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-        ,
+        /* Not Py_TPFLAGS_IMMUTABLETYPE: CPython 3.12 deprecates an
+         * immutable type with a mutable (Python) base. */
+        .flags = Py_TPFLAGS_DEFAULT,
         .slots = slots,
     };
     PyObject *bases = PyTuple_Pack(1, st->BaseFuture);
