@@ -37,6 +37,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
 
 #include "td_clock.h"
 
@@ -55,6 +59,8 @@ typedef struct worker {
     int exited;      /* protected by mu: thread_exit ran, thread returning */
     int reaped;      /* protected by mu: joined, or claimed by a joiner */
     task current;    /* protected by mu: the task it runs, fn NULL if none */
+    long tid;        /* kernel thread id (Linux), written by the worker
+                        before anything else, read after pthread_join */
 } worker;
 
 struct td_pool {
@@ -73,6 +79,10 @@ struct td_pool {
     unsigned alive;       /* protected by mu: started and not exited */
     unsigned idle;        /* protected by mu: asleep on work_cv */
     unsigned idle_unclaimed;  /* protected by mu: idle, no task promised */
+    unsigned hooking;     /* protected by mu: in thread_idle, about to
+                             look at the ring again */
+    unsigned hooking_unclaimed;   /* protected by mu: of those, no task
+                                     promised */
     unsigned running;     /* protected by mu: tasks being run */
     unsigned done_waiters;    /* protected by mu: sleepers on done_cv */
     unsigned joins_active;    /* protected by mu: joins still reaping */
@@ -192,6 +202,9 @@ static void *worker_main(void *opaque)
 {
     worker *w = opaque;
     td_pool *p = w->pool;
+#if defined(__linux__)
+    w->tid = (long)syscall(SYS_gettid);
+#endif
     current_pool = p;
     set_thread_name(p, w->index);
 
@@ -231,11 +244,19 @@ static void *worker_main(void *opaque)
         if (owes_idle && p->hooks.thread_idle != NULL) {
             /* Give back per-thread resources (the GIL) before sleeping,
              * without mu; then look at the ring again, since tasks may
-             * have arrived meanwhile. */
+             * have arrived meanwhile.  Meanwhile the worker counts as
+             * available (hooking_unclaimed), so a submit does not start a
+             * new thread for a task this one is about to find. */
             owes_idle = 0;
+            p->hooking++;
+            p->hooking_unclaimed++;
             pthread_mutex_unlock(&p->mu);
             p->hooks.thread_idle(p->hooks.ctx);
             pthread_mutex_lock(&p->mu);
+            p->hooking--;
+            if (p->hooking_unclaimed > p->hooking) {
+                p->hooking_unclaimed = p->hooking;
+            }
             continue;
         }
         p->idle++;
@@ -264,6 +285,33 @@ static void *worker_main(void *opaque)
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+/*
+ * pthread_join returns once the kernel has cleared the thread's id word,
+ * a moment before the kernel drops the thread from /proc/self/task.  Our
+ * contract is that a joined worker is gone from the OS (thread counts see
+ * it gone), and nothing signals that later point, so poll for it with a
+ * short backoff, bounded at ~0.1 s.  Only joins pay for this, never tasks.
+ */
+static void wait_until_gone_from_os(long tid)
+{
+#if defined(__linux__)
+    char path[48];
+    snprintf(path, sizeof(path), "/proc/self/task/%ld", tid);
+    long pause_ns = 1000;
+    long waited_ns = 0;
+    while (tid > 0 && access(path, F_OK) == 0 && waited_ns < 100000000) {
+        struct timespec ts = {0, pause_ns};
+        nanosleep(&ts, NULL);
+        waited_ns += pause_ns;
+        if (pause_ns < 1000000) {
+            pause_ns *= 2;
+        }
+    }
+#else
+    (void)tid;
+#endif
 }
 
 /* Starts one more worker.  Called with mu held. */
@@ -307,10 +355,11 @@ static int spawn_worker(td_pool *p)
     return TD_OK;
 }
 
-/* Doubles the ring, unwrapping it.  Called with mu held. */
+/* Doubles the ring (or makes one after a drain), unwrapping it.  Called
+ * with mu held. */
 static int grow_ring(td_pool *p)
 {
-    size_t cap = p->ring_cap * 2;
+    size_t cap = p->ring_cap ? p->ring_cap * 2 : MIN_RING;
     task *grown = td__malloc(cap * sizeof(task));
     if (grown == NULL) {
         return TD_ENOMEM;
@@ -319,8 +368,11 @@ static int grow_ring(td_pool *p)
     if (first > p->ring_count) {
         first = p->ring_count;
     }
-    memcpy(grown, p->ring + p->ring_head, first * sizeof(task));
-    memcpy(grown + first, p->ring, (p->ring_count - first) * sizeof(task));
+    if (p->ring_count > 0) {
+        memcpy(grown, p->ring + p->ring_head, first * sizeof(task));
+        memcpy(grown + first, p->ring,
+               (p->ring_count - first) * sizeof(task));
+    }
     td__free(p->ring);
     p->ring = grown;
     p->ring_cap = cap;
@@ -352,6 +404,8 @@ int td_pool_submit(td_pool *p, td_task_fn fn, void *arg)
     if (p->idle_unclaimed > 0) {
         p->idle_unclaimed--;
         pthread_cond_signal(&p->work_cv);
+    } else if (p->hooking_unclaimed > 0) {
+        p->hooking_unclaimed--;   /* it looks at the ring next: no signal */
     } else if (p->alive < p->max_threads) {
         rc = spawn_worker(p);
         if (rc != TD_OK && p->alive > 0) {
@@ -414,24 +468,15 @@ size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx)
     if (p == NULL) {
         return 0;
     }
+    /* Detach the whole ring under mu and give the pool an empty one (the
+     * next submit allocates it again), so draining takes an exact snapshot,
+     * needs no memory and cannot fail; visit then runs without mu, free to
+     * call back into the pool. */
     pthread_mutex_lock(&p->mu);
-    size_t n = p->ring_count;
-    task *taken = NULL;
-    if (n > 0 && visit != NULL) {
-        taken = td__malloc(n * sizeof(task));
-    }
-    if (taken == NULL && n > 0 && visit != NULL) {
-        /* Without memory for a copy, hand tasks over one at a time under
-         * the lock would risk deadlock in visit; leave them queued. */
-        pthread_mutex_unlock(&p->mu);
-        return 0;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t at = (p->ring_head + i) & (p->ring_cap - 1);
-        if (taken != NULL) {
-            taken[i] = p->ring[at];
-        }
-    }
+    task *ring = p->ring;
+    size_t cap = p->ring_cap, head = p->ring_head, n = p->ring_count;
+    p->ring = NULL;
+    p->ring_cap = 0;
     p->ring_head = 0;
     p->ring_count = 0;
     if (p->running == 0 && p->done_waiters) {
@@ -439,10 +484,11 @@ size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx)
     }
     pthread_mutex_unlock(&p->mu);
 
-    for (size_t i = 0; taken != NULL && i < n; i++) {
-        visit(ctx, taken[i].fn, taken[i].arg);
+    for (size_t i = 0; i < n && visit != NULL; i++) {
+        task t = ring[(head + i) & (cap - 1)];
+        visit(ctx, t.fn, t.arg);
     }
-    td__free(taken);
+    td__free(ring);
     return n;
 }
 
@@ -474,6 +520,7 @@ int td_pool_join(td_pool *p, int64_t timeout_ns)
                     w->reaped = 1;
                     pthread_mutex_unlock(&p->mu);
                     pthread_join(w->thread, NULL);
+                    wait_until_gone_from_os(w->tid);
                     pthread_mutex_lock(&p->mu);
                 }
             }
@@ -563,39 +610,33 @@ void td_pool_after_fork_child(td_pool *p, td_task_visit_fn visit, void *ctx)
     init_monotonic_cond(&p->done_cv);
 
     /* If the fork came from one of our tasks, that worker lives on in the
-     * child and finishes its task; every other worker vanished. */
+     * child and finishes its task; every other worker vanished, and with
+     * it the task it was running.  Report queued tasks first, then those. */
+    p->shutdown = 1;
+    p->idle = 0;
+    p->idle_unclaimed = 0;
+    p->hooking = 0;
+    p->hooking_unclaimed = 0;
+    p->done_waiters = 0;
+    p->joins_active = 0;
+    td_pool_drain(p, visit, ctx);
+
     worker *survivor = NULL;
-    task lost_running[64];
-    size_t nlost = 0;
     unsigned kept = 0;
     for (unsigned i = 0; i < p->spawned; i++) {
         worker *w = p->workers[i];
-        if (!w->exited && current_pool == p && pthread_equal(
-                w->thread, pthread_self())) {
+        if (!w->exited && current_pool == p &&
+            pthread_equal(w->thread, pthread_self())) {
             survivor = w;
             p->workers[kept++] = w;
             continue;
         }
-        if (!w->exited && w->current.fn != NULL) {
-            if (nlost < sizeof(lost_running) / sizeof(lost_running[0])) {
-                lost_running[nlost++] = w->current;
-            }
+        if (!w->exited && w->current.fn != NULL && visit != NULL) {
+            visit(ctx, w->current.fn, w->current.arg);
         }
         td__free(w);
     }
     p->spawned = kept;
     p->alive = survivor ? 1u : 0u;
     p->running = survivor && survivor->current.fn ? 1u : 0u;
-    p->idle = 0;
-    p->idle_unclaimed = 0;
-    p->done_waiters = 0;
-    p->joins_active = 0;
-    p->shutdown = 1;
-
-    if (visit != NULL) {
-        td_pool_drain(p, visit, ctx);
-        for (size_t i = 0; i < nlost; i++) {
-            visit(ctx, lost_running[i].fn, lost_running[i].arg);
-        }
-    }
 }

@@ -34,7 +34,9 @@ typedef struct td_pool_hooks {
     void *ctx;
     /* First thing a worker runs; index counts workers in spawn order from
      * 0.  Returning anything but TD_OK makes the worker exit at once
-     * (thread_exit still runs). */
+     * (thread_exit still runs).  Tasks queued then stay queued; if no
+     * worker is left to run them, the hook should td_pool_drain() them
+     * (td_pool_wait would wait for them, td_pool_destroy drops them). */
     int (*thread_start)(void *ctx, unsigned index);
     /* Run when the worker found the queue empty, just before it sleeps. */
     void (*thread_idle)(void *ctx);
@@ -44,8 +46,11 @@ typedef struct td_pool_hooks {
 
 typedef struct td_pool_config {
     unsigned max_threads;      /* at least 1; threads start only on demand */
-    const char *name_prefix;   /* OS thread name "{prefix}_{index}", cut to
-                                  the OS limit; NULL means "td" */
+    const char *name_prefix;   /* OS thread name "{prefix}_{index}"; NULL
+                                  means "td".  Copied at create.  Past the
+                                  OS limit (15 bytes) the prefix is cut,
+                                  at a UTF-8 character boundary, so that
+                                  "_{index}" survives and names differ */
     const td_pool_hooks *hooks;   /* NULL for none; copied at create */
 } td_pool_config;
 
@@ -88,24 +93,28 @@ int td_pool_wait(td_pool *p, int64_t timeout_ns);
 int td_pool_shutdown(td_pool *p);
 
 /*
- * Removes every queued task and calls visit(ctx, fn, arg) for each, in
- * queue order, after the lock is released.  Returns how many were removed.
+ * Removes every queued task at once (a snapshot: no worker can take one
+ * after this starts), then calls visit(ctx, fn, arg) for each, in queue
+ * order, without the lock, so visit may submit.  visit NULL just drops them.
+ * Never allocates, so it cannot fail.  Returns how many were removed.
  * Used to cancel pending work; tasks already running are not affected.
  */
 size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx);
 
 /*
  * After td_pool_shutdown: waits for every worker to exit and joins its
- * thread, so it is gone from the OS when this returns TD_OK.  timeout_ns as
- * in td_pool_wait.  Called from one of p's own workers it waits for the
- * others and returns TD_EDEADLK (a thread cannot join itself).  Returns
- * TD_EINVAL if the pool was not shut down.
+ * thread, so it is gone from the OS (and from td_thread_count) when this
+ * returns TD_OK.  timeout_ns as in td_pool_wait.  Called from one of p's
+ * own workers it waits for the others and returns TD_EDEADLK (a thread
+ * cannot join itself); two workers of p joining it without a timeout would
+ * wait for each other forever.  Returns TD_EINVAL if the pool was not shut
+ * down.
  */
 int td_pool_join(td_pool *p, int64_t timeout_ns);
 
 /*
- * Shuts the pool down, joins all workers (waiting for queued tasks to run)
- * and frees it.  NULL is a no-op.  Must not be called from one of p's own
+ * Shuts the pool down, joins all workers (waiting for queued tasks to run;
+ * tasks left with no worker at all are dropped unvisited) and frees it.  NULL is a no-op.  Must not be called from one of p's own
  * workers: it returns TD_EDEADLK then and frees nothing.
  */
 int td_pool_destroy(td_pool *p);
@@ -123,7 +132,9 @@ void td_pool_get_stats(td_pool *p, td_pool_stats *out);
  * td_pool_after_fork_child in the child.  In the child the workers do not
  * exist: the pool is left shut down, with no workers, and every task that was
  * queued or running in the parent is reported through visit (queued first,
- * in order) so the caller can fail it.  The child may then destroy the pool.
+ * in order; visit may be NULL to drop them) so the caller can fail it.  If
+ * the fork came from one of p's tasks, that worker exists in the child and
+ * finishes its task.  The child may then destroy the pool.
  */
 void td_pool_before_fork(td_pool *p);
 void td_pool_after_fork_parent(td_pool *p);
