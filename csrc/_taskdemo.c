@@ -63,9 +63,13 @@ PyObject *py_raise(py_state *st, int rc)
     }
 }
 
-/* Seconds (int or float, finite, >= 0 unless negative_is_zero) to ns. */
+/* Seconds (int or float, not NaN, >= 0 unless negative_is_zero) to ns.
+ * Past ~292 years (the int64 ns range) a timeout is capped, which is
+ * "wait forever" in practice; a duration (cap_huge 0) is an OverflowError,
+ * as time.sleep raises, since an endless native task on a worker could
+ * never be interrupted. */
 static int seconds_to_ns(PyObject *obj, const char *what,
-                         int negative_is_zero, int64_t *out)
+                         int negative_is_zero, int cap_huge, int64_t *out)
 {
     if (!PyFloat_Check(obj) && !PyLong_Check(obj)) {
         PyErr_Format(PyExc_TypeError,
@@ -75,7 +79,11 @@ static int seconds_to_ns(PyObject *obj, const char *what,
     }
     double s = PyFloat_AsDouble(obj);
     if (s == -1.0 && PyErr_Occurred()) {
-        return -1;
+        if (!cap_huge || !PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            return -1;
+        }
+        PyErr_Clear();   /* an int too big for a double: cap it */
+        s = MAX_TIMEOUT_S;
     }
     if (isnan(s)) {
         PyErr_Format(PyExc_ValueError, "%s must not be NaN", what);
@@ -90,6 +98,12 @@ static int seconds_to_ns(PyObject *obj, const char *what,
         s = 0;
     }
     if (s > MAX_TIMEOUT_S) {
+        if (!cap_huge) {
+            PyErr_Format(PyExc_OverflowError,
+                         "%s too large: %R (at most %.0f)", what, obj,
+                         MAX_TIMEOUT_S);
+            return -1;
+        }
         s = MAX_TIMEOUT_S;
     }
     *out = (int64_t)(s * 1e9);
@@ -104,7 +118,7 @@ int py_timeout_ns(PyObject *timeout, int64_t *out_ns)
     }
     /* Negative timeouts mean "do not wait", as Condition.wait treats them
      * in the stdlib's Future. */
-    return seconds_to_ns(timeout, "timeout", 1, out_ns);
+    return seconds_to_ns(timeout, "timeout", 1, 1, out_ns);
 }
 
 int py_wait_word(py_state *st, const _Atomic int *word, int expected,
@@ -143,7 +157,7 @@ int py_wait_word(py_state *st, const _Atomic int *word, int expected,
 static PyObject *run_native(PyObject *seconds, const char *what, int spin)
 {
     int64_t ns;
-    if (seconds_to_ns(seconds, what, 0, &ns) < 0) {
+    if (seconds_to_ns(seconds, what, 0, 0, &ns) < 0) {
         return NULL;
     }
     uint64_t deadline = td_clock_now_ns() + (uint64_t)ns;

@@ -165,6 +165,35 @@ static void set_state(PyObject *self, int state)
     set_state_owing(self, state, NULL);
 }
 
+/* Logs the raised exception as the stdlib's LOGGER.exception("exception
+ * calling callback for %r", future) does inside its except block: the
+ * exception is taken off first (logging must not run with one set) and
+ * handed over as exc_info.  Returns 0, or -1 if logging itself failed. */
+static int log_callback_error(PyObject *self)
+{
+    PyObject *exc = td_fetch_exception();
+    PyObject *log = PyObject_GetAttrString(fstate(self)->logger,
+                                           "exception");
+    PyObject *args = Py_BuildValue("(sO)",
+                                   "exception calling callback for %r",
+                                   self);
+    PyObject *kwargs = Py_BuildValue("{s:O}", "exc_info",
+                                     exc ? exc : Py_None);
+    PyObject *r = NULL;
+    if (log != NULL && args != NULL && kwargs != NULL) {
+        r = PyObject_Call(log, args, kwargs);
+    }
+    Py_XDECREF(log);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(exc);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
 /* Runs callbacks exactly once: the list is taken off the future before the
  * first call, so a callback added meanwhile sees the future done and runs
  * at once instead.  Exceptions are logged as the stdlib logs them. */
@@ -176,26 +205,18 @@ static void invoke_callbacks(PyObject *self)
         return;
     }
     f->callbacks = NULL;
-    py_state *st = fstate(self);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
         PyObject *r = PyObject_CallOneArg(PyList_GET_ITEM(cbs, i), self);
         if (r != NULL) {
             Py_DECREF(r);
             continue;
         }
-        if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-            /* The stdlib catches only Exception; a KeyboardInterrupt in a
-             * callback must not vanish, but nothing can raise it here. */
-            PyErr_WriteUnraisable(self);
-            continue;
-        }
-        r = PyObject_CallMethod(st->logger, "exception", "sO",
-                                "exception calling callback for %r", self);
-        if (r == NULL) {
+        /* The stdlib catches only Exception; a KeyboardInterrupt from a
+         * callback cannot propagate from here, so report it loudly. */
+        if (!PyErr_ExceptionMatches(PyExc_Exception) ||
+            log_callback_error(self) < 0) {
             PyErr_WriteUnraisable(self);
         }
-        Py_XDECREF(r);
-        PyErr_Clear();
     }
     Py_DECREF(cbs);
 }
@@ -542,12 +563,10 @@ static PyObject *future_add_done_callback(PyObject *self, PyObject *fn)
         if (!PyErr_ExceptionMatches(PyExc_Exception)) {
             return NULL;   /* BaseException propagates, as in the stdlib */
         }
-        r = PyObject_CallMethod(fstate(self)->logger, "exception", "sO",
-                                "exception calling callback for %r", self);
-        if (r == NULL) {
+        if (log_callback_error(self) < 0) {
             return NULL;
         }
-        PyErr_Clear();
+        Py_RETURN_NONE;
     }
     Py_DECREF(r);
     Py_RETURN_NONE;

@@ -2,7 +2,10 @@
 import concurrent.futures
 from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
 
+from typing_extensions import ParamSpec
+
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 class TaskError(RuntimeError): ...
 
@@ -29,7 +32,7 @@ class ExecutorBase:
         initargs: Tuple[Any, ...] = ...,
     ) -> None: ...
     def submit(
-        self, fn: Callable[..., _T], /, *args: Any, **kwargs: Any
+        self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> concurrent.futures.Future[_T]: ...
     def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
     def _stats(self) -> Dict[str, int]: ...
