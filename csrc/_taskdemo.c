@@ -100,8 +100,8 @@ static int seconds_to_ns(PyObject *obj, const char *what,
     if (s > MAX_TIMEOUT_S) {
         if (!cap_huge) {
             PyErr_Format(PyExc_OverflowError,
-                         "%s too large: %R (at most %.0f)", what, obj,
-                         MAX_TIMEOUT_S);
+                         "%s too large: %R (at most about 292 years)", what,
+                         obj);
             return -1;
         }
         s = MAX_TIMEOUT_S;
