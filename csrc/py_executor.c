@@ -54,6 +54,7 @@ typedef struct worker_tls {
     PyThreadState *tstate;   /* valid while the GIL is given back */
     int holds_gil;
     uint64_t gil_since_ns;   /* when it last took the GIL */
+    td_waitset *owed_wake;   /* a finished result's waiters to wake */
     PyObject *thread;        /* its threading.Thread stand-in */
 } worker_tls;
 
@@ -75,6 +76,18 @@ static void give_gil(void)
     if (tls.holds_gil) {
         tls.holds_gil = 0;
         tls.tstate = PyEval_SaveThread();
+    }
+}
+
+/* Wakes the threads waiting for the last result, if any.  Best done after
+ * give_gil(), since they want the GIL at once, and after the core counts
+ * this worker as available again: a waiter that submits straight away must
+ * find it so, or the pool starts a thread it did not need. */
+static void pay_owed_wake(void)
+{
+    if (tls.owed_wake != NULL) {
+        td_waitset_broadcast(tls.owed_wake);
+        tls.owed_wake = NULL;
     }
 }
 
@@ -169,6 +182,7 @@ static void worker_idle(void *ctx)
 {
     (void)ctx;
     give_gil();
+    pay_owed_wake();
 }
 
 static void worker_exit(void *ctx)
@@ -187,24 +201,27 @@ static void worker_exit(void *ctx)
     tls.holds_gil = 0;
     /* Deletes this thread's Python thread state and releases the GIL. */
     PyGILState_Release(tls.gstate);
+    pay_owed_wake();
 }
 
 /* The td_task_fn of every Python task: arg is the future, carrying the
  * queue's reference. */
 static void run_task(void *arg)
 {
+    /* More work was queued right behind the last task: its waiters must
+     * not wait for this one too. */
+    pay_owed_wake();
     take_gil();
-    td_waitset *owed_wake = py_future_run(arg);
+    tls.owed_wake = py_future_run(arg);
     Py_DECREF((PyObject *)arg);
-    if (owed_wake != NULL) {
-        /* Somebody blocks on this result and needs the GIL to use it. */
-        give_gil();
-        td_waitset_broadcast(owed_wake);
-    } else if (td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
+    if (td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
         /* Builtins called as tasks never reach the eval loop's switch
          * check; let waiting threads in before the next one. */
         give_gil();
+        pay_owed_wake();
     }
+    /* Otherwise the wake is paid by worker_idle, once the queue is empty
+     * and the GIL given back, or by the next task. */
 }
 
 static const td_pool_hooks worker_hooks_template = {
