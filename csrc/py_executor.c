@@ -28,6 +28,11 @@
  * work queued, so submitters and waiters get to run (CPython's own
  * switch interval is 5 ms). */
 #define GIL_HOLD_NS (5 * 1000 * 1000)
+/* Task records a pool keeps by default (32 bytes each), and at most. */
+#define DEFAULT_TIMELINE_SIZE 4096
+#define MAX_TIMELINE_SIZE (1 << 24)
+/* Distinct task labels a pool remembers; later ones show as "?". */
+#define MAX_LABELS 4096
 
 struct py_pool {
     td_pool *core;
@@ -37,6 +42,11 @@ struct py_pool {
     PyObject *prefix;        /* str: threads are named {prefix}_{i} */
     PyObject *broken;        /* str, once an initializer failed */
     unsigned max_workers;
+    size_t timeline_size;    /* records the core keeps; 0: none */
+    PyObject *labels;        /* list of str: timeline tag -> label */
+    PyObject *label_tags;    /* dict: label_key(fn) -> tag */
+    PyObject *last_key;      /* borrowed from label_tags: a one-entry cache */
+    uint32_t last_tag;
     int shutdown;            /* refuses new work */
     int forked;              /* inherited by this child of fork() */
     int orphaned;            /* its executor was deallocated */
@@ -265,6 +275,8 @@ static void pool_free(py_pool *pp)
     Py_CLEAR(pp->initargs);
     Py_CLEAR(pp->prefix);
     Py_CLEAR(pp->broken);
+    Py_CLEAR(pp->labels);
+    Py_CLEAR(pp->label_tags);
     PyMem_Free(pp);
 }
 
@@ -465,13 +477,15 @@ static int parse_max_workers(PyObject *obj, unsigned *out)
 static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"max_workers", "thread_name_prefix",
-                             "initializer", "initargs", NULL};
+                             "initializer", "initargs", "timeline_size",
+                             NULL};
     executor_object *self = (executor_object *)op;
     PyObject *max_workers = Py_None, *prefix = NULL, *initializer = Py_None;
-    PyObject *initargs = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OOOO:ThreadPoolExecutor",
-                                     kwlist, &max_workers, &prefix,
-                                     &initializer, &initargs)) {
+    PyObject *initargs = NULL, *timeline_size = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs,
+                                     "|OOOO$O:ThreadPoolExecutor", kwlist,
+                                     &max_workers, &prefix, &initializer,
+                                     &initargs, &timeline_size)) {
         return -1;
     }
     if (self->pool != NULL) {
@@ -502,6 +516,26 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
                      Py_TYPE(initargs)->tp_name);
         return -1;
     }
+    size_t ntimeline = DEFAULT_TIMELINE_SIZE;
+    if (timeline_size != NULL) {
+        if (!PyLong_Check(timeline_size)) {
+            PyErr_Format(PyExc_TypeError,
+                         "timeline_size must be an int, not %.100s",
+                         Py_TYPE(timeline_size)->tp_name);
+            return -1;
+        }
+        Py_ssize_t n = PyLong_AsSsize_t(timeline_size);
+        if (n == -1 && PyErr_Occurred()) {
+            return -1;
+        }
+        if (n < 0 || n > MAX_TIMELINE_SIZE) {
+            PyErr_Format(PyExc_ValueError,
+                         "timeline_size must be from 0 to %d, not %zd",
+                         MAX_TIMELINE_SIZE, n);
+            return -1;
+        }
+        ntimeline = (size_t)n;
+    }
 
     py_pool *pp = PyMem_Calloc(1, sizeof(*pp));
     if (pp == NULL) {
@@ -510,6 +544,9 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
     }
     pp->st = st;
     pp->max_workers = nmax;
+    pp->timeline_size = ntimeline;
+    pp->labels = Py_BuildValue("[s]", "?");
+    pp->label_tags = PyDict_New();
     if (prefix != NULL && PyUnicode_GET_LENGTH(prefix) > 0) {
         pp->prefix = Py_NewRef(prefix);
     } else {
@@ -521,7 +558,8 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
     pp->initargs = initargs ? Py_NewRef(initargs) : PyTuple_New(0);
     const char *prefix_utf8 = pp->prefix ? PyUnicode_AsUTF8(pp->prefix)
                                          : NULL;
-    if (prefix_utf8 == NULL || pp->initargs == NULL) {
+    if (prefix_utf8 == NULL || pp->initargs == NULL || pp->labels == NULL ||
+        pp->label_tags == NULL) {
         goto fail;
     }
     td_pool_hooks hooks = worker_hooks_template;
@@ -530,6 +568,7 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
         .max_threads = nmax,
         .name_prefix = prefix_utf8,
         .hooks = &hooks,
+        .timeline_capacity = ntimeline,
     };
     int rc = td_pool_create(&pp->core, &cfg);
     if (rc != TD_OK) {
@@ -543,6 +582,8 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
     return 0;
 
 fail:
+    Py_CLEAR(pp->labels);
+    Py_CLEAR(pp->label_tags);
     Py_CLEAR(pp->prefix);
     Py_CLEAR(pp->initializer);
     Py_CLEAR(pp->initargs);
@@ -558,6 +599,89 @@ static py_pool *live_pool(executor_object *self)
     }
     return self->pool;
 }
+
+/* ---- timeline labels ---------------------------------------------------
+ *
+ * The core records a 32-bit tag per task; the binding maps tags to the
+ * task's name.  Naming happens once per distinct callable "kind": the code
+ * object of a function (every lambda made by one line of source shares
+ * it), the builtin, the class, or else the callable's type.  A one-entry
+ * cache makes submitting the same function again cost a pointer compare.
+ */
+
+static PyObject *label_key(PyObject *fn)
+{
+    if (PyMethod_Check(fn)) {
+        fn = PyMethod_GET_FUNCTION(fn);
+    }
+    if (PyFunction_Check(fn)) {
+        return PyFunction_GET_CODE(fn);
+    }
+    if (PyCFunction_Check(fn) || PyType_Check(fn)) {
+        return fn;
+    }
+    return (PyObject *)Py_TYPE(fn);
+}
+
+static PyObject *label_of(PyObject *fn, PyObject *key)
+{
+    static const char *const attrs[] = {"co_qualname", "co_name",
+                                        "__qualname__", "__name__"};
+    PyObject *sources[] = {key, key, fn, fn};
+    for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+        PyObject *name = PyObject_GetAttrString(sources[i], attrs[i]);
+        if (name != NULL && PyUnicode_Check(name)) {
+            return name;
+        }
+        Py_XDECREF(name);
+        PyErr_Clear();
+    }
+    return PyUnicode_FromString(Py_TYPE(fn)->tp_name);
+}
+
+/* The timeline tag for fn; 0 ("?") when out of labels or memory. */
+static uint32_t label_tag(py_pool *pp, PyObject *fn)
+{
+    PyObject *key = label_key(fn);
+    if (key == pp->last_key) {
+        return pp->last_tag;
+    }
+    PyObject *found = PyDict_GetItemWithError(pp->label_tags, key);
+    if (found != NULL) {
+        pp->last_key = key;
+        pp->last_tag = (uint32_t)PyLong_AsUnsignedLong(found);
+        return pp->last_tag;
+    }
+    if (PyErr_Occurred() ||
+        PyList_GET_SIZE(pp->labels) >= MAX_LABELS) {
+        PyErr_Clear();
+        return 0;
+    }
+    uint32_t tag = (uint32_t)PyList_GET_SIZE(pp->labels);
+    PyObject *label = label_of(fn, key);
+    PyObject *tag_obj = PyLong_FromUnsignedLong(tag);
+    if (label == NULL || tag_obj == NULL ||
+        PyList_Append(pp->labels, label) < 0 ||
+        PyDict_SetItem(pp->label_tags, key, tag_obj) < 0) {
+        Py_XDECREF(label);
+        Py_XDECREF(tag_obj);
+        PyErr_Clear();
+        return 0;
+    }
+    Py_DECREF(label);
+    Py_DECREF(tag_obj);
+    pp->last_key = key;
+    pp->last_tag = tag;
+    return tag;
+}
+
+PyDoc_STRVAR(timeline_raw_doc,
+"_timeline_raw()\n--\n\n"
+"The C pool's task records, oldest first, as a list of (label, worker,\n"
+"submit_ns, start_ns, end_ns) tuples, and how many older ones were\n"
+"dropped.  Use ThreadPoolExecutor.timeline().");
+
+static PyObject *executor_timeline_raw(PyObject *op, PyObject *unused);
 
 PyDoc_STRVAR(submit_doc,
 "submit(fn, /, *args, **kwargs)\n--\n\n"
@@ -637,8 +761,9 @@ static PyObject *executor_submit(PyObject *op, PyObject *const *args,
     if (future == NULL) {
         return NULL;
     }
+    uint32_t tag = pp->timeline_size > 0 ? label_tag(pp, fn) : 0;
     Py_INCREF(future);   /* the queue's reference, dropped by run_task */
-    int rc = td_pool_submit(pp->core, run_task, future);
+    int rc = td_pool_submit_tagged(pp->core, run_task, future, tag);
     if (rc != TD_OK) {
         Py_DECREF(future);
         Py_DECREF(future);
@@ -710,6 +835,46 @@ static PyObject *executor_stats(PyObject *op, PyObject *unused)
     return Py_BuildValue("{s:I,s:I,s:I,s:n,s:I}", "threads", s.threads,
                          "idle", s.idle, "running", s.running, "queued",
                          (Py_ssize_t)s.queued, "spawned", s.spawned);
+}
+
+static PyObject *executor_timeline_raw(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    py_pool *pp = live_pool((executor_object *)op);
+    if (pp == NULL) {
+        return NULL;
+    }
+    size_t max = pp->timeline_size, count = 0;
+    uint64_t dropped = 0;
+    td_task_record *recs = NULL;
+    if (max > 0) {
+        recs = PyMem_Malloc(max * sizeof(*recs));
+        if (recs == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    td_pool_timeline(pp->core, recs, max, &count, &dropped);
+    PyObject *list = PyList_New((Py_ssize_t)count);
+    for (size_t i = 0; list != NULL && i < count; i++) {
+        td_task_record *r = &recs[i];
+        PyObject *label = r->tag < (uint32_t)PyList_GET_SIZE(pp->labels)
+                              ? PyList_GET_ITEM(pp->labels, r->tag)
+                              : PyList_GET_ITEM(pp->labels, 0);
+        PyObject *item = Py_BuildValue("(OIKKK)", label, r->worker,
+                                       (unsigned long long)r->submit_ns,
+                                       (unsigned long long)r->start_ns,
+                                       (unsigned long long)r->end_ns);
+        if (item == NULL) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, (Py_ssize_t)i, item);
+    }
+    PyMem_Free(recs);
+    if (list == NULL) {
+        return NULL;
+    }
+    return Py_BuildValue("(NK)", list, (unsigned long long)dropped);
 }
 
 static PyObject *executor_get_max_workers(PyObject *op, void *closure)
@@ -789,6 +954,7 @@ static PyMethodDef executor_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, submit_doc},
     {"shutdown", (PyCFunction)(void (*)(void))executor_shutdown,
      METH_VARARGS | METH_KEYWORDS, shutdown_doc},
+    {"_timeline_raw", executor_timeline_raw, METH_NOARGS, timeline_raw_doc},
     {"_stats", executor_stats, METH_NOARGS,
      "_stats()\n--\n\nCounters of the C pool: threads, idle, running, "
      "queued, spawned."},

@@ -42,6 +42,7 @@ typedef struct future_fields {
     PyObject *callbacks;   /* list; made by add_done_callback */
     PyObject *condition;   /* threading.Condition; made on request */
     PyObject *waiters;     /* list; made on request */
+    PyObject *context;     /* the submitter's contextvars, copied */
     _Atomic int state;
     _Atomic unsigned nwaiters;   /* threads in py_wait_word on state */
 } future_fields;
@@ -73,6 +74,15 @@ PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
         return NULL;
     }
     future_fields *f = F(self);
+    /* The call runs in a copy of the submitter's context, as
+     * asyncio.to_thread does: contextvars set before submit are visible
+     * in the task, and Jupyter routes the task's output to the cell that
+     * submitted it (ipykernel keeps the cell in a ContextVar). */
+    f->context = PyContext_CopyCurrent();
+    if (f->context == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
     f->fn = Py_NewRef(fn);
     f->args = Py_NewRef(args);
     f->kwargs = Py_XNewRef(kwargs);
@@ -294,12 +304,18 @@ static int start_or_notify_cancel(PyObject *self)
     return rc;
 }
 
-void py_future_fail(PyObject *self, PyObject *exc)
+/* Drops the call once it ran or will never run. */
+static void clear_call(future_fields *f)
 {
-    future_fields *f = F(self);
     Py_CLEAR(f->fn);
     Py_CLEAR(f->args);
     Py_CLEAR(f->kwargs);
+    Py_CLEAR(f->context);
+}
+
+void py_future_fail(PyObject *self, PyObject *exc)
+{
+    clear_call(F(self));
     if (complete(self, NULL, exc, 0, NULL) < 0) {
         PyErr_WriteUnraisable(self);
     }
@@ -313,20 +329,29 @@ td_waitset *py_future_run(PyObject *self)
         if (started < 0) {
             PyErr_WriteUnraisable(self);
         }
-        Py_CLEAR(f->fn);
-        Py_CLEAR(f->args);
-        Py_CLEAR(f->kwargs);
+        clear_call(f);
         return NULL;
     }
     /* Take the call off the future first: once it ran, the future must not
      * keep fn or its arguments alive (the stdlib drops its work item). */
     PyObject *fn = f->fn, *args = f->args, *kwargs = f->kwargs;
-    f->fn = f->args = f->kwargs = NULL;
+    PyObject *context = f->context;
+    f->fn = f->args = f->kwargs = f->context = NULL;
+    PyObject *r = NULL;
+    int entered = 0;
     if (fn == NULL || args == NULL) {
         /* Somebody deleted our private members; fail, do not crash. */
         PyErr_SetString(PyExc_RuntimeError, "future has no call to run");
+    } else if (context == NULL || PyContext_Enter(context) == 0) {
+        entered = context != NULL;
+        r = PyObject_Call(fn, args, kwargs);
     }
-    PyObject *r = fn && args ? PyObject_Call(fn, args, kwargs) : NULL;
+    /* Like the stdlib's work item, keep any BaseException (SystemExit and
+     * KeyboardInterrupt too) on the future instead of losing it. */
+    PyObject *exc = r == NULL ? td_fetch_exception() : NULL;
+    if (entered && PyContext_Exit(context) < 0) {
+        PyErr_WriteUnraisable(self);   /* only if the task broke it */
+    }
     Py_XDECREF(fn);
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
@@ -335,12 +360,10 @@ td_waitset *py_future_run(PyObject *self)
         rc = complete(self, r, NULL, 0, &owed_wake);
         Py_DECREF(r);
     } else {
-        /* Like the stdlib's work item, keep any BaseException (SystemExit
-         * and KeyboardInterrupt too) on the future instead of losing it. */
-        PyObject *exc = td_fetch_exception();
         rc = complete(self, NULL, exc, 0, &owed_wake);
         Py_XDECREF(exc);
     }
+    Py_XDECREF(context);
     if (rc < 0) {
         PyErr_WriteUnraisable(self);
     }
@@ -769,6 +792,7 @@ int py_future_init_type(PyObject *module, py_state *st)
         MEMBER("_td_callbacks", callbacks),
         MEMBER("_td_condition", condition),
         MEMBER("_td_waiters", waiters),
+        MEMBER("_td_context", context),
 #undef MEMBER
         {NULL, 0, 0, 0, NULL},
     };

@@ -50,6 +50,8 @@
 typedef struct task {
     td_task_fn fn;
     void *arg;
+    uint64_t submit_ns;   /* 0 unless the pool keeps a timeline */
+    uint32_t tag;
 } task;
 
 typedef struct worker {
@@ -87,6 +89,9 @@ struct td_pool {
     unsigned done_waiters;    /* protected by mu: sleepers on done_cv */
     unsigned joins_active;    /* protected by mu: joins still reaping */
     int shutdown;         /* protected by mu */
+
+    td_timeline timeline; /* protected by mu */
+    int timing;           /* immutable after create: timeline kept */
 
     unsigned max_threads;     /* immutable after create */
     td_pool_hooks hooks;      /* immutable after create */
@@ -161,6 +166,10 @@ int td_pool_create(td_pool **out, const td_pool_config *cfg)
     if (init_monotonic_cond(&p->done_cv) != 0) {
         goto fail_work_cv;
     }
+    if (td_timeline_init(&p->timeline, cfg->timeline_capacity) != TD_OK) {
+        goto fail_done_cv;
+    }
+    p->timing = cfg->timeline_capacity > 0;
     p->max_threads = cfg->max_threads;
     if (cfg->hooks != NULL) {
         p->hooks = *cfg->hooks;
@@ -170,6 +179,8 @@ int td_pool_create(td_pool **out, const td_pool_config *cfg)
     *out = p;
     return TD_OK;
 
+fail_done_cv:
+    pthread_cond_destroy(&p->done_cv);
 fail_work_cv:
     pthread_cond_destroy(&p->work_cv);
 fail_mutex:
@@ -215,6 +226,10 @@ static void *worker_main(void *opaque)
     /* True after a task ran and until thread_idle has been told, so an idle
      * worker calls the hook once per idle spell, not per wake-up. */
     int owes_idle = 1;
+    /* With a timeline, the time the previous task ended if the worker went
+     * straight on to the next one: it is that task's start too, which
+     * saves a clock read per task in a busy pool. */
+    uint64_t last_end_ns = 0;
 
     pthread_mutex_lock(&p->mu);
     while (rc == TD_OK) {
@@ -226,10 +241,26 @@ static void *worker_main(void *opaque)
             w->current = t;
             pthread_mutex_unlock(&p->mu);
 
+            uint64_t start_ns = 0;
+            if (p->timing) {
+                /* The previous task's end serves as this start only if
+                 * this task was already queued then. */
+                start_ns = last_end_ns != 0 && last_end_ns >= t.submit_ns
+                               ? last_end_ns
+                               : td_clock_now_ns();
+            }
             t.fn(t.arg);
             owes_idle = 1;
+            if (p->timing) {
+                last_end_ns = td_clock_now_ns();
+            }
 
             pthread_mutex_lock(&p->mu);
+            if (p->timing) {
+                td_task_record r = {t.submit_ns, start_ns, last_end_ns,
+                                    w->index, t.tag};
+                td_timeline_push(&p->timeline, &r);
+            }
             w->current.fn = NULL;
             w->current.arg = NULL;
             p->running--;
@@ -241,6 +272,7 @@ static void *worker_main(void *opaque)
         if (p->shutdown) {
             break;
         }
+        last_end_ns = 0;   /* going idle: the next start needs its own time */
         if (owes_idle && p->hooks.thread_idle != NULL) {
             /* Give back per-thread resources (the GIL) before sleeping,
              * without mu; then look at the ring again, since tasks may
@@ -382,9 +414,17 @@ static int grow_ring(td_pool *p)
 
 int td_pool_submit(td_pool *p, td_task_fn fn, void *arg)
 {
+    return td_pool_submit_tagged(p, fn, arg, 0);
+}
+
+int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
+                          uint32_t tag)
+{
     if (p == NULL || fn == NULL) {
         return TD_EINVAL;
     }
+    /* Read the clock before taking the lock: no need to hold it longer. */
+    uint64_t submit_ns = p->timing ? td_clock_now_ns() : 0;
     int rc = TD_OK;
     pthread_mutex_lock(&p->mu);
     if (p->shutdown) {
@@ -398,7 +438,7 @@ int td_pool_submit(td_pool *p, td_task_fn fn, void *arg)
         }
     }
     size_t tail = (p->ring_head + p->ring_count) & (p->ring_cap - 1);
-    p->ring[tail] = (task){fn, arg};
+    p->ring[tail] = (task){fn, arg, submit_ns, tag};
     p->ring_count++;
 
     if (p->idle_unclaimed > 0) {
@@ -564,10 +604,25 @@ int td_pool_destroy(td_pool *p)
     }
     td__free(p->workers);
     td__free(p->ring);
+    td_timeline_destroy(&p->timeline);
     pthread_cond_destroy(&p->done_cv);
     pthread_cond_destroy(&p->work_cv);
     pthread_mutex_destroy(&p->mu);
     td__free(p);
+    return TD_OK;
+}
+
+int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
+                     size_t *count, uint64_t *dropped)
+{
+    if (p == NULL || count == NULL || dropped == NULL ||
+        (out == NULL && max > 0)) {
+        return TD_EINVAL;
+    }
+    pthread_mutex_lock(&p->mu);
+    *count = td_timeline_copy(&p->timeline, out, max);
+    *dropped = p->timeline.dropped;
+    pthread_mutex_unlock(&p->mu);
     return TD_OK;
 }
 

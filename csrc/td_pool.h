@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "td_common.h"
+#include "td_timeline.h"
 
 typedef struct td_pool td_pool;   /* defined only in td_pool.c */
 
@@ -52,6 +53,7 @@ typedef struct td_pool_config {
                                   at a UTF-8 character boundary, so that
                                   "_{index}" survives and names differ */
     const td_pool_hooks *hooks;   /* NULL for none; copied at create */
+    size_t timeline_capacity;  /* task records kept (newest win); 0: off */
 } td_pool_config;
 
 typedef struct td_pool_stats {
@@ -70,13 +72,29 @@ typedef struct td_pool_stats {
 int td_pool_create(td_pool **out, const td_pool_config *cfg);
 
 /*
- * Queues fn(arg) at the tail.  If no worker is asleep and fewer than
+ * Queues fn(arg) at the tail; with a timeline, stamps the time.  If no worker is asleep and fewer than
  * max_threads are running, starts one more.  Returns TD_OK, TD_EINVAL (fn
  * NULL), TD_ESHUTDOWN (after td_pool_shutdown), TD_ENOMEM (queue growth
  * failed) or TD_EAGAIN (no worker exists and none could be started); on any
  * error the task was not queued.  Never blocks on tasks.
  */
 int td_pool_submit(td_pool *p, td_task_fn fn, void *arg);
+
+/*
+ * td_pool_submit with a tag, a number the caller chooses to label the task
+ * in the timeline (td_pool_submit uses 0).
+ */
+int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
+                          uint32_t tag);
+
+/*
+ * Copies the timeline, oldest first: at most max records into out, their
+ * number into *count, and into *dropped how many older ones the ring has
+ * lost.  Returns TD_OK, or TD_EINVAL for NULL arguments.  A timeline of
+ * capacity 0 is always empty.
+ */
+int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
+                     size_t *count, uint64_t *dropped);
 
 /*
  * Blocks until the queue is empty and no task is running, or until

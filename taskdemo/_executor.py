@@ -1,11 +1,15 @@
 """taskdemo.ThreadPoolExecutor: the C pool behind the stdlib's interface."""
 import concurrent.futures
 import time
-from typing import Any, Callable, Iterable, Iterator, List, Optional, TypeVar
+from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, List,
+                    Optional, TypeVar)
 
 _T = TypeVar("_T")
 
 from ._taskdemo import ExecutorBase
+
+if TYPE_CHECKING:
+    from .timeline import Timeline
 
 
 def _result_or_cancel(future: "concurrent.futures.Future[_T]",
@@ -27,6 +31,12 @@ class ThreadPoolExecutor(ExecutorBase,
     pthreads started lazily up to ``max_workers`` (default ``min(32,
     cpu_count + 4)``), named ``{prefix}_{i}``, and reused when idle.
     ``submit`` returns a C future that is a ``concurrent.futures.Future``.
+
+    Beyond the stdlib: ``timeline()`` returns what ran when (see there;
+    keyword-only ``timeline_size`` bounds it), and each task runs in a copy
+    of the submitter's ``contextvars`` context, as ``asyncio.to_thread``
+    does (the stdlib pool runs tasks in the worker's own context), which
+    also makes Jupyter show a task's output in the cell that submitted it.
 
     Differences from the stdlib, all in the direction of clearer errors or
     fewer hangs: ``submit``/``map`` reject a non-callable at once;
@@ -80,6 +90,25 @@ class ThreadPoolExecutor(ExecutorBase,
         finally:
             for future in futures:
                 future.cancel()
+
+    def timeline(self) -> "Timeline":
+        """Return what this pool ran, when and on which worker.
+
+        One ``TaskRecord(label, worker, thread, submitted, started, ended)``
+        per finished task, oldest first, times in seconds on
+        ``taskdemo.monotonic_ns()``'s clock.  The pool keeps the newest
+        ``timeline_size`` records (a constructor keyword, default 4096, 0
+        to turn recording off); ``.dropped`` counts the older ones lost.
+        """
+        from .timeline import TaskRecord, Timeline
+
+        raw, dropped = self._timeline_raw()
+        prefix = self._thread_name_prefix
+        return Timeline(
+            [TaskRecord(label, worker, f"{prefix}_{worker}", submit_ns / 1e9,
+                        start_ns / 1e9, end_ns / 1e9)
+             for label, worker, submit_ns, start_ns, end_ns in raw],
+            dropped)
 
     def __repr__(self) -> str:
         stats = self._stats()

@@ -1,6 +1,6 @@
 """Type stubs for taskdemo._taskdemo, the C extension."""
 import concurrent.futures
-from typing import Any, Callable, Dict, Optional, Tuple, TypeVar
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 from typing_extensions import ParamSpec
 
@@ -30,12 +30,15 @@ class ExecutorBase:
         thread_name_prefix: str = ...,
         initializer: Optional[Callable[..., object]] = ...,
         initargs: Tuple[Any, ...] = ...,
+        *,
+        timeline_size: int = ...,
     ) -> None: ...
     def submit(
         self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs
     ) -> concurrent.futures.Future[_T]: ...
     def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
     def _stats(self) -> Dict[str, int]: ...
+    def _timeline_raw(self) -> Tuple[List[Tuple[str, int, int, int, int]], int]: ...
 
 def sleep(seconds: float, /) -> None: ...
 def spin(seconds: float, /) -> None: ...

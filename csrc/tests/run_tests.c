@@ -50,6 +50,11 @@
     X(sw_start_null)                                                        \
     X(sw_clock_ctx_passed)                                                  \
     X(sw_real_clock)                                                        \
+    X(timeline_off_keeps_nothing)                                           \
+    X(timeline_ring_drops_oldest)                                           \
+    X(pool_timeline_records_every_task)                                     \
+    X(pool_timeline_bounded)                                                \
+    X(pool_timeline_off)                                                    \
     X(waitset_init_destroy)                                                 \
     X(waitset_timeout_unchanged)                                            \
     X(waitset_timeout_zero_tests)                                           \

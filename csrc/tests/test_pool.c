@@ -28,7 +28,7 @@
 static td_pool *make_pool(unsigned max_threads, const char *prefix,
                           const td_pool_hooks *hooks)
 {
-    td_pool_config cfg = {max_threads, prefix, hooks};
+    td_pool_config cfg = {max_threads, prefix, hooks, 0};
     td_pool *p = NULL;
     ASSERT_OK(td_pool_create(&p, &cfg));
     ASSERT_NOT_NULL(p);
@@ -70,8 +70,8 @@ static void log_visit(void *ctx, td_task_fn fn, void *arg)
 
 TEST(pool_create_errors)
 {
-    td_pool_config cfg = {2, NULL, NULL};
-    td_pool_config zero = {0, NULL, NULL};
+    td_pool_config cfg = {2, NULL, NULL, 0};
+    td_pool_config zero = {0, NULL, NULL, 0};
     td_pool *p = NULL;
 
     ASSERT_RC(TD_EINVAL, td_pool_create(NULL, &cfg));
@@ -1489,7 +1489,7 @@ TEST(pool_oom)
      * failure must be TD_ENOMEM and leave no block allocated once the
      * pool (if any) is destroyed; ASan/valgrind double-check. */
     td_pool_hooks hooks = {NULL, oom_start, NULL, NULL};
-    td_pool_config cfg = {1, "oom", &hooks};
+    td_pool_config cfg = {1, "oom", &hooks, 16};
     long create_failures = 0;
     long submit_failures = 0;
     long n;

@@ -120,7 +120,7 @@ TEST(thread_count_pthreads)
 TEST(thread_count_pool_workers)
 {
     enum { N = 3 };
-    td_pool_config cfg = {N, "tc", NULL};
+    td_pool_config cfg = {N, "tc", NULL, 0};
     td_pool *p;
     td_pool_stats st;
     gate g;
@@ -152,7 +152,7 @@ TEST(thread_count_pool_workers)
 
 TEST(thread_count_pool_destroy)
 {
-    td_pool_config cfg = {4, NULL, NULL};
+    td_pool_config cfg = {4, NULL, NULL, 0};
     td_pool *p;
     gate g;
     unsigned base = baseline();

@@ -1,0 +1,46 @@
+/*
+ * td_timeline.h - a bounded record of what ran when: one td_task_record per
+ * finished task, kept in a ring that drops (and counts) the oldest records
+ * when full.
+ *
+ * Not synchronised: the pool keeps one and guards it with its own mutex.
+ * Ownership: the caller owns the td_timeline storage; init allocates the
+ * ring, destroy frees it.
+ */
+#ifndef TD_TIMELINE_H
+#define TD_TIMELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "td_common.h"
+
+typedef struct td_task_record {
+    uint64_t submit_ns;   /* td_clock_now_ns() when it was queued */
+    uint64_t start_ns;    /* ... when a worker began running it */
+    uint64_t end_ns;      /* ... when it returned */
+    uint32_t worker;      /* index of the worker that ran it */
+    uint32_t tag;         /* the submitter's label for it */
+} td_task_record;
+
+typedef struct td_timeline {
+    td_task_record *ring;
+    size_t capacity;   /* 0: recording is off */
+    size_t head;       /* oldest record */
+    size_t count;
+    uint64_t dropped;  /* records overwritten because the ring was full */
+} td_timeline;
+
+/* Sets up an empty timeline of `capacity` records (0 turns recording off
+ * and allocates nothing).  Returns TD_OK or TD_ENOMEM. */
+int td_timeline_init(td_timeline *tl, size_t capacity);
+void td_timeline_destroy(td_timeline *tl);
+
+/* Appends a record, overwriting the oldest one when full. */
+void td_timeline_push(td_timeline *tl, const td_task_record *r);
+
+/* Copies up to max records, oldest first, into out; returns how many. */
+size_t td_timeline_copy(const td_timeline *tl, td_task_record *out,
+                        size_t max);
+
+#endif /* TD_TIMELINE_H */
