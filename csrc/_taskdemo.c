@@ -415,7 +415,22 @@ static int module_exec(PyObject *module)
                                              "InvalidStateError")) == NULL ||
         (st->BrokenThreadPool = import_attr("concurrent.futures.thread",
                                             "BrokenThreadPool")) == NULL ||
-        (st->Condition = import_attr("threading", "Condition")) == NULL) {
+        (st->str_acquire = PyUnicode_InternFromString("acquire")) == NULL ||
+        (st->str_release = PyUnicode_InternFromString("release")) == NULL ||
+        (st->str_notify_all = PyUnicode_InternFromString("notify_all")) ==
+            NULL) {
+        return -1;
+    }
+    /* The `_condition` of every future: see py_future.c for why one. */
+    PyObject *Condition = import_attr("threading", "Condition");
+    if (Condition == NULL) {
+        return -1;
+    }
+    st->condition = PyObject_CallNoArgs(Condition);
+    Py_DECREF(Condition);
+    if (st->condition == NULL ||
+        (st->condition_waiters = PyObject_GetAttrString(
+             st->condition, "_waiters")) == NULL) {
         return -1;
     }
     PyObject *getLogger = import_attr("logging", "getLogger");
@@ -466,7 +481,11 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->TimeoutError);
     Py_VISIT(st->InvalidStateError);
     Py_VISIT(st->BrokenThreadPool);
-    Py_VISIT(st->Condition);
+    Py_VISIT(st->condition);
+    Py_VISIT(st->condition_waiters);
+    Py_VISIT(st->str_acquire);
+    Py_VISIT(st->str_release);
+    Py_VISIT(st->str_notify_all);
     Py_VISIT(st->logger);
     Py_VISIT(st->register_worker);
     Py_VISIT(st->unregister_worker);
@@ -488,7 +507,11 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->TimeoutError);
     Py_CLEAR(st->InvalidStateError);
     Py_CLEAR(st->BrokenThreadPool);
-    Py_CLEAR(st->Condition);
+    Py_CLEAR(st->condition);
+    Py_CLEAR(st->condition_waiters);
+    Py_CLEAR(st->str_acquire);
+    Py_CLEAR(st->str_release);
+    Py_CLEAR(st->str_notify_all);
     Py_CLEAR(st->logger);
     Py_CLEAR(st->register_worker);
     Py_CLEAR(st->unregister_worker);

@@ -13,11 +13,18 @@
  * the GIL released (py_wait_word on the module's td_waitset).
  *
  * The stdlib's as_completed() and wait() reach into `_condition`,
- * `_waiters` and `_state`.  `_condition` and `_waiters` are made on first
- * access.  Once `_condition` exists every state change happens while holding
- * it, as in the stdlib, so a waiter installed under it never misses a
- * completion.  Before it exists, a change is atomic under the GIL and no
- * such waiter can exist.
+ * `_waiters` and `_state`.  `_waiters` is made on first access.
+ * `_condition` is one threading.Condition (over an RLock) shared by every
+ * future, handed out on first access: as_completed() acquires the
+ * condition of each future it watches, which for one shared reentrant lock
+ * is a cheap count, instead of building a Condition and an RLock per
+ * future.  Nobody waits on it but code outside taskdemo (our result()
+ * waits on the waitset), so sharing costs nothing but spurious wake-ups
+ * for such code, which Condition.wait users must loop over anyway.  Once a
+ * future has handed out `_condition`, every state change happens while
+ * holding it, as in the stdlib, so a waiter installed under it never
+ * misses a completion.  Before that, a change is atomic under the GIL and
+ * no such waiter can exist.
  *
  * Object fields are writable T_OBJECT_EX members (named _td_*) so that
  * CPython's inherited subtype_traverse/clear/dealloc manage them: chaining
@@ -101,7 +108,7 @@ static PyObject *enter_condition(PyObject *self)
         return Py_NewRef(Py_None);
     }
     Py_INCREF(cond);
-    PyObject *r = PyObject_CallMethod(cond, "acquire", NULL);
+    PyObject *r = PyObject_CallMethodNoArgs(cond, fstate(self)->str_acquire);
     if (r == NULL) {
         Py_DECREF(cond);
         return NULL;
@@ -112,20 +119,26 @@ static PyObject *enter_condition(PyObject *self)
 
 /* Notifies and releases what enter_condition returned; keeps a pending
  * exception intact. */
-static void exit_condition(PyObject *cond, int notify)
+static void exit_condition(py_state *st, PyObject *cond, int notify)
 {
     if (cond == Py_None) {
         Py_DECREF(cond);
         return;
     }
     PyObject *saved = td_fetch_exception();
-    PyObject *r = notify ? PyObject_CallMethod(cond, "notify_all", NULL)
+    /* notify_all() is Python code; with the lock held, an empty _waiters
+     * deque (threading.Condition's own) means nobody is in wait(). */
+    if (notify && cond == st->condition &&
+        PyObject_Length(st->condition_waiters) == 0) {
+        notify = 0;
+    }
+    PyObject *r = notify ? PyObject_CallMethodNoArgs(cond, st->str_notify_all)
                          : Py_NewRef(Py_None);
     if (r == NULL) {
         PyErr_WriteUnraisable(cond);
     }
     Py_XDECREF(r);
-    r = PyObject_CallMethod(cond, "release", NULL);
+    r = PyObject_CallMethodNoArgs(cond, st->str_release);
     if (r == NULL) {
         PyErr_WriteUnraisable(cond);
     }
@@ -248,7 +261,7 @@ static int complete(PyObject *self, PyObject *result, PyObject *exc,
     }
     int state = atomic_load(&f->state);
     if (is_done(state)) {
-        exit_condition(cond, 0);
+        exit_condition(fstate(self), cond, 0);
         if (strict) {
             py_state *st = fstate(self);
             PyErr_Format(st->InvalidStateError, "%U: %R",
@@ -264,7 +277,7 @@ static int complete(PyObject *self, PyObject *result, PyObject *exc,
     }
     set_state_owing(self, PY_FINISHED, owed_wake);
     notify_waiters(self, result != NULL ? "add_result" : "add_exception");
-    exit_condition(cond, 1);
+    exit_condition(fstate(self), cond, 1);
     invoke_callbacks(self);
     return 0;
 }
@@ -300,7 +313,7 @@ static int start_or_notify_cancel(PyObject *self)
         }
         rc = -1;
     }
-    exit_condition(cond, 0);
+    exit_condition(fstate(self), cond, 0);
     return rc;
 }
 
@@ -525,12 +538,12 @@ static PyObject *future_cancel(PyObject *self, PyObject *unused)
     /* Acquiring the condition may have let a worker start the call. */
     state = atomic_load(&f->state);
     if (state != PY_PENDING) {
-        exit_condition(cond, 0);
+        exit_condition(fstate(self), cond, 0);
         return PyBool_FromLong(state == PY_CANCELLED ||
                                state == PY_CANCELLED_AND_NOTIFIED);
     }
     set_state(self, PY_CANCELLED);
-    exit_condition(cond, 1);
+    exit_condition(fstate(self), cond, 1);
     invoke_callbacks(self);
     Py_RETURN_TRUE;
 }
@@ -668,16 +681,7 @@ static PyObject *future_get_condition(PyObject *self, void *closure)
     (void)closure;
     future_fields *f = F(self);
     if (f->condition == NULL) {
-        PyObject *cond = PyObject_CallNoArgs(fstate(self)->Condition);
-        if (cond == NULL) {
-            return NULL;
-        }
-        /* Making it ran Python code; another thread may have made one. */
-        if (f->condition == NULL) {
-            f->condition = cond;
-        } else {
-            Py_DECREF(cond);
-        }
+        f->condition = Py_NewRef(fstate(self)->condition);
     }
     return Py_NewRef(f->condition);
 }
@@ -760,8 +764,8 @@ static PyGetSetDef future_getset[] = {
     {"_state", future_get_state, NULL,
      "The stdlib's state string ('PENDING', ..., 'FINISHED').", NULL},
     {"_condition", future_get_condition, NULL,
-     "A threading.Condition, made on first use, for the stdlib's "
-     "as_completed() and wait().", NULL},
+     "The threading.Condition all taskdemo futures share, handed out on "
+     "first use, for the stdlib's as_completed() and wait().", NULL},
     {"_waiters", future_get_waiters, NULL,
      "Waiters installed by the stdlib's as_completed() and wait().", NULL},
     {"_result", future_get_result, NULL, "The result, or None.", NULL},

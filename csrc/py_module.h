@@ -40,7 +40,9 @@ typedef struct py_state {
     PyObject *TimeoutError;        /* concurrent.futures.TimeoutError */
     PyObject *InvalidStateError;
     PyObject *BrokenThreadPool;
-    PyObject *Condition;           /* threading.Condition */
+    PyObject *condition;   /* one threading.Condition for all futures */
+    PyObject *condition_waiters;   /* its _waiters deque, never replaced */
+    PyObject *str_acquire, *str_release, *str_notify_all;   /* interned */
     PyObject *logger;              /* logging.getLogger("concurrent.futures") */
     PyObject *state_names[PY_NSTATES];   /* 'PENDING', ... as the stdlib */
 
