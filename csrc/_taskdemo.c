@@ -17,6 +17,7 @@
 
 #define SLICE_NS (50 * 1000 * 1000)
 #define MAX_TIMEOUT_S 9.2e9   /* ~292 years: fits int64 nanoseconds */
+#define MAX_FINITE_TIMEOUT_S 1e8   /* ~3 years: deadlines stay in int64 */
 
 static PyModuleDef module_def;
 
@@ -63,27 +64,37 @@ PyObject *py_raise(py_state *st, int rc)
     }
 }
 
-/* Seconds (int or float, not NaN, >= 0 unless negative_is_zero) to ns.
- * Past ~292 years (the int64 ns range) a timeout is capped, which is
- * "wait forever" in practice; a duration (cap_huge 0) is an OverflowError,
- * as time.sleep raises, since an endless native task on a worker could
- * never be interrupted. */
+/* Seconds (a real number, not NaN, >= 0 unless negative_is_zero) to ns.
+ * A timeout (cap_huge 1) of more than ~3 years means no limit (-1), so a
+ * deadline "now + timeout" never overflows; a duration (cap_huge 0) past
+ * ~292 years (the int64 ns range) is an OverflowError, as time.sleep
+ * raises, since an endless native task on a worker could never be
+ * interrupted. */
 static int seconds_to_ns(PyObject *obj, const char *what,
                          int negative_is_zero, int cap_huge, int64_t *out)
 {
-    if (!PyFloat_Check(obj) && !PyLong_Check(obj)) {
+    /* Any real number will do (int, float, Fraction, Decimal), as for
+     * time.sleep; strings and None do not. */
+    int not_a_number = PyUnicode_Check(obj) || PyBytes_Check(obj) ||
+                       obj == Py_None;
+    double s = not_a_number ? -1.0 : PyFloat_AsDouble(obj);
+    if (!not_a_number && s == -1.0 && PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_OverflowError) && cap_huge) {
+            PyErr_Clear();   /* an int too big for a double: no limit */
+            *out = -1;
+            return 0;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+            return -1;   /* OverflowError for a duration, or worse */
+        }
+        PyErr_Clear();
+        not_a_number = 1;
+    }
+    if (not_a_number) {
         PyErr_Format(PyExc_TypeError,
                      "%s must be a number of seconds, not %.100s", what,
                      Py_TYPE(obj)->tp_name);
         return -1;
-    }
-    double s = PyFloat_AsDouble(obj);
-    if (s == -1.0 && PyErr_Occurred()) {
-        if (!cap_huge || !PyErr_ExceptionMatches(PyExc_OverflowError)) {
-            return -1;
-        }
-        PyErr_Clear();   /* an int too big for a double: cap it */
-        s = MAX_TIMEOUT_S;
     }
     if (isnan(s)) {
         PyErr_Format(PyExc_ValueError, "%s must not be NaN", what);
@@ -97,14 +108,14 @@ static int seconds_to_ns(PyObject *obj, const char *what,
         }
         s = 0;
     }
+    if (cap_huge && s > MAX_FINITE_TIMEOUT_S) {
+        *out = -1;   /* years: wait without a limit (deadlines never wrap) */
+        return 0;
+    }
     if (s > MAX_TIMEOUT_S) {
-        if (!cap_huge) {
-            PyErr_Format(PyExc_OverflowError,
-                         "%s too large: %R (at most about 292 years)", what,
-                         obj);
-            return -1;
-        }
-        s = MAX_TIMEOUT_S;
+        PyErr_Format(PyExc_OverflowError,
+                     "%s too large: %R (at most about 292 years)", what, obj);
+        return -1;
     }
     *out = (int64_t)(s * 1e9);
     return 0;
@@ -371,10 +382,6 @@ static PyMethodDef module_methods[] = {
     {"_shutdown_all", py_executors_shutdown_all, METH_NOARGS,
      "_shutdown_all()\n--\n\nInternal: at interpreter exit, stop accepting "
      "work and join every pool (queued tasks still run)."},
-    {"_before_fork", py_executors_before_fork, METH_NOARGS,
-     "Internal: os.register_at_fork(before=...)."},
-    {"_after_fork_parent", py_executors_after_fork_parent, METH_NOARGS,
-     "Internal: os.register_at_fork(after_in_parent=...)."},
     {"_after_fork_child", py_executors_after_fork_child, METH_NOARGS,
      "Internal: os.register_at_fork(after_in_child=...)."},
     {NULL, NULL, 0, NULL},
@@ -393,6 +400,16 @@ static PyObject *import_attr(const char *module, const char *name)
 
 static int module_exec(PyObject *module)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    /* Workers use PyGILState_*, which only knows the main interpreter;
+     * 3.12+ refuse subinterpreters through Py_mod_multiple_interpreters. */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "taskdemo._taskdemo does not support "
+                        "subinterpreters");
+        return -1;
+    }
+#endif
     py_state *st = PyModule_GetState(module);
     static const char *const state_attrs[PY_NSTATES] = {
         "PENDING", "RUNNING", "CANCELLED", "CANCELLED_AND_NOTIFIED",

@@ -50,6 +50,7 @@ struct py_pool {
     int shutdown;            /* refuses new work */
     int forked;              /* inherited by this child of fork() */
     int orphaned;            /* its executor was deallocated */
+    int joiners;             /* threads in join_workers: do not free */
     py_pool *prev, *next;    /* st->pools, guarded by the GIL */
 };
 
@@ -218,20 +219,22 @@ static void worker_exit(void *ctx)
  * queue's reference. */
 static void run_task(void *arg)
 {
+    if (tls.holds_gil && td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
+        /* Builtins called as tasks never reach the eval loop's switch
+         * check; let waiting threads in between tasks.  This happens here,
+         * not after the last task: the GIL must not be given up between
+         * dropping a task's reference and the core forgetting the task
+         * (a fork then would make the child drop it again). */
+        give_gil();
+    }
     /* More work was queued right behind the last task: its waiters must
      * not wait for this one too. */
     pay_owed_wake();
     take_gil();
     tls.owed_wake = py_future_run(arg);
     Py_DECREF((PyObject *)arg);
-    if (td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS) {
-        /* Builtins called as tasks never reach the eval loop's switch
-         * check; let waiting threads in before the next one. */
-        give_gil();
-        pay_owed_wake();
-    }
-    /* Otherwise the wake is paid by worker_idle, once the queue is empty
-     * and the GIL given back, or by the next task. */
+    /* The wake is paid by worker_idle, once the queue is empty and the GIL
+     * given back, or by the next task. */
 }
 
 static const td_pool_hooks worker_hooks_template = {
@@ -286,31 +289,43 @@ static void reap_orphans(py_state *st)
 {
     py_pool *pp = st->pools;
     while (pp != NULL) {
-        py_pool *next = pp->next;
-        if (pp->orphaned && td_pool_join(pp->core, 0) == TD_OK) {
+        if (pp->orphaned && pp->joiners == 0 &&
+            td_pool_join(pp->core, 0) == TD_OK) {
+            /* Freeing drops Python references, whose finalisers may run
+             * anything, this function included: walk again from the top. */
             pool_free(pp);
+            pp = st->pools;
+            continue;
         }
-        pp = next;
+        pp = pp->next;
     }
 }
 
 /* Joins the pool's workers with the GIL released, in slices so Ctrl-C
  * works.  Returns 0, or -1 with KeyboardInterrupt (or another exception
- * from a signal handler) set. */
-static int join_workers(td_pool *core)
+ * from a signal handler) set.  Called from one of the pool's own workers
+ * it returns at once: a thread cannot join itself, and waiting for the
+ * other workers could wait for one that waits for us. */
+static int join_workers(py_pool *pp)
 {
+    /* The GIL is released below: keep reap_orphans off this pool. */
+    pp->joiners++;
+    int rc;
     for (;;) {
-        int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = td_pool_join(core, SLICE_NS);
+        rc = td_pool_join(pp->core, SLICE_NS);
         Py_END_ALLOW_THREADS
         if (rc != TD_ETIMEDOUT) {
-            return 0;   /* TD_OK, or TD_EDEADLK: called from a worker */
+            rc = 0;   /* TD_OK, or TD_EDEADLK: called from a worker */
+            break;
         }
         if (PyErr_CheckSignals() < 0) {
-            return -1;
+            rc = -1;
+            break;
         }
     }
+    pp->joiners--;
+    return rc;
 }
 
 void py_executors_clear_all(py_state *st)
@@ -330,6 +345,8 @@ void py_executors_clear_all(py_state *st)
     }
 }
 
+static void cancel_queued(void *ctx, td_task_fn fn, void *arg);
+
 PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
 {
     (void)unused;
@@ -340,12 +357,14 @@ PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
         td_pool_shutdown(pp->core);
     }
     /* Queued tasks still run, as in the stdlib: the workers drain the
-     * queues before they exit.  Pools cannot be freed while joining (the
-     * GIL is released), so walk again after each join. */
+     * queues before they exit.  The list may change while a join has
+     * the GIL released, so look for an unjoined pool from the top each
+     * time. */
     for (;;) {
         py_pool *pending = NULL;
         for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
-            if (td_pool_join(pp->core, 0) == TD_ETIMEDOUT) {
+            if (!td_pool_is_worker(pp->core) &&
+                td_pool_join(pp->core, 0) == TD_ETIMEDOUT) {
                 pending = pp;
                 break;
             }
@@ -353,7 +372,12 @@ PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
         if (pending == NULL) {
             break;
         }
-        if (join_workers(pending->core) < 0) {
+        if (join_workers(pending) < 0) {
+            /* Ctrl-C at exit: cancel what has not started, so workers
+             * finish soon instead of running into finalisation. */
+            for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+                td_pool_drain(pp->core, cancel_queued, NULL);
+            }
             return NULL;
         }
     }
@@ -361,56 +385,74 @@ PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-PyObject *py_executors_before_fork(PyObject *module, PyObject *unused)
-{
-    (void)unused;
-    py_state *st = PyModule_GetState(module);
-    /* Taking these locks with the GIL held is safe: no thread holding one
-     * ever waits for the GIL. */
-    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
-        td_pool_before_fork(pp->core);
-    }
-    td_waitset_before_fork(&st->waitset);
-    Py_RETURN_NONE;
-}
+/* Collects the futures td_pool_after_fork_child reports (no Python code
+ * may run meanwhile: a callback could reach a pool being walked). */
+typedef struct lost_futures {
+    PyObject **items;
+    size_t count, capacity;
+} lost_futures;
 
-PyObject *py_executors_after_fork_parent(PyObject *module, PyObject *unused)
+static void collect_lost(void *ctx, td_task_fn fn, void *arg)
 {
-    (void)unused;
-    py_state *st = PyModule_GetState(module);
-    td_waitset_after_fork_parent(&st->waitset);
-    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
-        td_pool_after_fork_parent(pp->core);
-    }
-    Py_RETURN_NONE;
-}
-
-static void fail_lost_in_fork(void *ctx, td_task_fn fn, void *arg)
-{
-    (void)ctx;
     (void)fn;
-    PyObject *exc = PyObject_CallFunction(
-        PyExc_RuntimeError, "s",
-        "this task was queued or running in a taskdemo pool when the "
-        "process forked; the pool's threads do not exist in the child");
-    if (exc == NULL) {
-        exc = td_fetch_exception();
+    lost_futures *lost = ctx;
+    if (lost->count == lost->capacity) {
+        size_t cap = lost->capacity ? lost->capacity * 2 : 64;
+        PyObject **grown = PyMem_Realloc(lost->items, cap * sizeof(*grown));
+        if (grown == NULL) {
+            /* Out of memory: drop the reference uncompleted (a waiter in
+             * the child would wait, but nothing is corrupted). */
+            Py_DECREF((PyObject *)arg);
+            return;
+        }
+        lost->items = grown;
+        lost->capacity = cap;
     }
-    py_future_fail(arg, exc);
-    Py_XDECREF(exc);
-    Py_DECREF((PyObject *)arg);   /* the queue's or the lost worker's */
+    lost->items[lost->count++] = arg;
 }
 
 PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused)
 {
     (void)unused;
     py_state *st = PyModule_GetState(module);
-    td_waitset_after_fork_child(&st->waitset);
+    /* fork() itself left every pool and the waitset unlocked and shut
+     * down (td_atfork).  The shared condition may be held by a thread the
+     * child does not have: replace it before anything can use it. */
+    PyObject *fresh = PyObject_CallNoArgs((PyObject *)Py_TYPE(st->condition));
+    PyObject *fresh_waiters = fresh ? PyObject_GetAttrString(fresh,
+                                                             "_waiters")
+                                    : NULL;
+    if (fresh_waiters == NULL) {
+        Py_XDECREF(fresh);
+        return NULL;
+    }
+    Py_SETREF(st->condition, fresh);
+    Py_SETREF(st->condition_waiters, fresh_waiters);
+
+    lost_futures lost = {NULL, 0, 0};
     for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
         pp->forked = 1;
         pp->shutdown = 1;
-        td_pool_after_fork_child(pp->core, fail_lost_in_fork, pp);
+        td_pool_after_fork_child(pp->core, collect_lost, &lost);
     }
+    PyObject *exc = NULL;
+    if (lost.count > 0) {
+        exc = PyObject_CallFunction(
+            PyExc_RuntimeError, "s",
+            "this task was queued or running in a taskdemo pool when the "
+            "process forked; the pool's threads do not exist in the child");
+    }
+    for (size_t i = 0; i < lost.count; i++) {
+        if (exc != NULL) {
+            py_future_fail_in_fork_child(lost.items[i], exc);
+        }
+        Py_DECREF(lost.items[i]);   /* the queue's or the lost worker's */
+    }
+    PyMem_Free(lost.items);
+    if (lost.count > 0 && exc == NULL) {
+        return NULL;
+    }
+    Py_XDECREF(exc);
     Py_RETURN_NONE;
 }
 
@@ -797,7 +839,7 @@ PyDoc_STRVAR(shutdown_doc,
 "Stop accepting work.  cancel_futures cancels what has not started; the\n"
 "rest still runs.  wait=True blocks (GIL released, Ctrl-C works) until\n"
 "every worker has exited and been joined; called from one of this pool's\n"
-"own tasks it waits for the other workers only.");
+"own tasks it does not wait (a worker cannot wait for itself).");
 
 static PyObject *executor_shutdown(PyObject *op, PyObject *args,
                                    PyObject *kwargs)
@@ -817,7 +859,7 @@ static PyObject *executor_shutdown(PyObject *op, PyObject *args,
         td_pool_drain(pp->core, cancel_queued, NULL);
     }
     td_pool_shutdown(pp->core);
-    if (wait && join_workers(pp->core) < 0) {
+    if (wait && join_workers(pp) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -921,11 +963,10 @@ static int executor_traverse(PyObject *op, visitproc visit, void *arg)
 
 static int executor_clear(PyObject *op)
 {
-    executor_object *self = (executor_object *)op;
-    if (self->pool != NULL) {
-        Py_CLEAR(self->pool->initializer);
-        Py_CLEAR(self->pool->initargs);
-    }
+    /* The initializer stays: workers that start after the executor is
+     * collected still need it (the py_pool owns it).  A cycle through it
+     * is broken by clearing the cycle's other members. */
+    (void)op;
     return 0;
 }
 

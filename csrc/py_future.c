@@ -47,11 +47,11 @@ typedef struct future_fields {
     PyObject *result;
     PyObject *exception;
     PyObject *callbacks;   /* list; made by add_done_callback */
-    PyObject *condition;   /* threading.Condition; made on request */
     PyObject *waiters;     /* list; made on request */
     PyObject *context;     /* the submitter's contextvars, copied */
     _Atomic int state;
     _Atomic unsigned nwaiters;   /* threads in py_wait_word on state */
+    int uses_condition;    /* `_condition` was handed out (GIL) */
 } future_fields;
 
 /* The type is never subclassed (no Py_TPFLAGS_BASETYPE), so the fields
@@ -98,15 +98,17 @@ PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
 
 /* ---- the condition, for as_completed() and wait() ------------------- */
 
-/* Acquires the future's condition if anybody made one.  Returns a new
- * reference to it (to release later), Py_None when there is none, or NULL
- * with an exception set. */
+/* Acquires the shared condition if this future ever handed it out.
+ * Returns a new reference to it (to release later), Py_None when there is
+ * none, or NULL with an exception set.  The module's current condition is
+ * used, not the one handed out: a fork child replaces it (the old one may
+ * be held by a thread the child does not have). */
 static PyObject *enter_condition(PyObject *self)
 {
-    PyObject *cond = F(self)->condition;
-    if (cond == NULL) {
+    if (!F(self)->uses_condition) {
         return Py_NewRef(Py_None);
     }
+    PyObject *cond = fstate(self)->condition;
     Py_INCREF(cond);
     PyObject *r = PyObject_CallMethodNoArgs(cond, fstate(self)->str_acquire);
     if (r == NULL) {
@@ -334,6 +336,23 @@ void py_future_fail(PyObject *self, PyObject *exc)
     }
 }
 
+void py_future_fail_in_fork_child(PyObject *self, PyObject *exc)
+{
+    future_fields *f = F(self);
+    clear_call(f);
+    if (is_done(atomic_load(&f->state))) {
+        return;
+    }
+    /* Quietly: the stdlib's as_completed waiters and the condition may
+     * belong to threads the child does not have, and callbacks were meant
+     * for the parent (an asyncio loop there, say); running them could
+     * hang the child.  The state alone lets result() answer at once. */
+    Py_XSETREF(f->exception, Py_NewRef(exc));
+    Py_CLEAR(f->callbacks);
+    Py_CLEAR(f->waiters);
+    atomic_store(&f->state, PY_FINISHED);
+}
+
 td_waitset *py_future_run(PyObject *self)
 {
     future_fields *f = F(self);
@@ -389,13 +408,14 @@ td_waitset *py_future_run(PyObject *self)
 static int wait_done(PyObject *self, PyObject *timeout)
 {
     future_fields *f = F(self);
+    int64_t timeout_ns = -1;
+    /* Checked even when done: a bad timeout is a bug either way. */
+    if (timeout != Py_None && py_timeout_ns(timeout, &timeout_ns) < 0) {
+        return -1;
+    }
     int state = atomic_load(&f->state);
     if (is_done(state)) {
         return 1;
-    }
-    int64_t timeout_ns;
-    if (py_timeout_ns(timeout, &timeout_ns) < 0) {
-        return -1;
     }
     py_state *st = fstate(self);
     int64_t deadline = timeout_ns < 0 ? 0
@@ -544,6 +564,7 @@ static PyObject *future_cancel(PyObject *self, PyObject *unused)
     }
     set_state(self, PY_CANCELLED);
     exit_condition(fstate(self), cond, 1);
+    clear_call(f);   /* it will never run: do not keep its arguments */
     invoke_callbacks(self);
     Py_RETURN_TRUE;
 }
@@ -582,13 +603,21 @@ static PyObject *future_add_done_callback(PyObject *self, PyObject *fn)
         return NULL;
     }
     future_fields *f = F(self);
-    if (!is_done(atomic_load(&f->state))) {
-        if (f->callbacks == NULL) {
-            f->callbacks = PyList_New(0);
-            if (f->callbacks == NULL) {
-                return NULL;
-            }
+    if (!is_done(atomic_load(&f->state)) && f->callbacks == NULL) {
+        /* Allocate before deciding: an allocation can run the GC, whose
+         * finalisers can let a worker complete the future meanwhile. */
+        PyObject *list = PyList_New(0);
+        if (list == NULL) {
+            return NULL;
         }
+        if (f->callbacks == NULL) {
+            f->callbacks = list;
+        } else {
+            Py_DECREF(list);
+        }
+    }
+    /* No Python code runs from this check to the append. */
+    if (!is_done(atomic_load(&f->state))) {
         if (PyList_Append(f->callbacks, fn) < 0) {
             return NULL;
         }
@@ -679,11 +708,8 @@ static PyObject *future_get_state(PyObject *self, void *closure)
 static PyObject *future_get_condition(PyObject *self, void *closure)
 {
     (void)closure;
-    future_fields *f = F(self);
-    if (f->condition == NULL) {
-        f->condition = Py_NewRef(fstate(self)->condition);
-    }
-    return Py_NewRef(f->condition);
+    F(self)->uses_condition = 1;
+    return Py_NewRef(fstate(self)->condition);
 }
 
 static PyObject *future_get_waiters(PyObject *self, void *closure)
@@ -691,9 +717,15 @@ static PyObject *future_get_waiters(PyObject *self, void *closure)
     (void)closure;
     future_fields *f = F(self);
     if (f->waiters == NULL) {
-        f->waiters = PyList_New(0);
-        if (f->waiters == NULL) {
+        PyObject *list = PyList_New(0);
+        if (list == NULL) {
             return NULL;
+        }
+        /* The allocation may have run the GC and other threads with it. */
+        if (f->waiters == NULL) {
+            f->waiters = list;
+        } else {
+            Py_DECREF(list);
         }
     }
     return Py_NewRef(f->waiters);
@@ -794,7 +826,6 @@ int py_future_init_type(PyObject *module, py_state *st)
         MEMBER("_td_result", result),
         MEMBER("_td_exception", exception),
         MEMBER("_td_callbacks", callbacks),
-        MEMBER("_td_condition", condition),
         MEMBER("_td_waiters", waiters),
         MEMBER("_td_context", context),
 #undef MEMBER

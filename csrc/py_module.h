@@ -92,12 +92,12 @@ PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
 td_waitset *py_future_run(PyObject *future);
 /* Completes a future with exc unless it is already done (GIL held). */
 void py_future_fail(PyObject *future, PyObject *exc);
+/* The same in a fork child, without callbacks, waiters or condition. */
+void py_future_fail_in_fork_child(PyObject *future, PyObject *exc);
 
 /* py_executor.c */
 int py_executor_init_type(PyObject *module, py_state *st);
 PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused);
-PyObject *py_executors_before_fork(PyObject *module, PyObject *unused);
-PyObject *py_executors_after_fork_parent(PyObject *module, PyObject *unused);
 PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused);
 void py_executors_clear_all(py_state *st);
 

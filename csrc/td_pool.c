@@ -42,6 +42,7 @@
 #include <sys/syscall.h>
 #endif
 
+#include "td_atfork.h"
 #include "td_clock.h"
 
 #define MIN_RING 64u
@@ -60,6 +61,7 @@ typedef struct worker {
     unsigned index;
     int exited;      /* protected by mu: thread_exit ran, thread returning */
     int reaped;      /* protected by mu: joined, or claimed by a joiner */
+    int lost;        /* protected by mu: vanished in fork(), not reported */
     task current;    /* protected by mu: the task it runs, fn NULL if none */
     long tid;        /* kernel thread id (Linux), written by the worker
                         before anything else, read after pthread_join */
@@ -91,6 +93,7 @@ struct td_pool {
     int shutdown;         /* protected by mu */
 
     td_timeline timeline; /* protected by mu */
+    td_atfork_entry fork_entry;   /* fork() takes mu; see pool_fork_child */
     int timing;           /* immutable after create: timeline kept */
 
     unsigned max_threads;     /* immutable after create */
@@ -142,6 +145,58 @@ static size_t utf8_cut(const char *s, size_t max)
     return max;
 }
 
+/* ---- fork() (run by td_atfork inside fork) ------------------------------
+ * prepare takes mu, so no thread is half-way through changing the pool when
+ * the process is copied; the parent just releases it.  In the child only
+ * the forking thread exists: it releases mu, makes the condition variables
+ * anew (they may record sleepers that are gone) and marks every other
+ * worker lost.  The pool stays shut down; td_pool_after_fork_child reports
+ * the lost work later, outside fork(), where the caller may run code.
+ */
+static void pool_fork_prepare(void *ctx)
+{
+    pthread_mutex_lock(&((td_pool *)ctx)->mu);
+}
+
+static void pool_fork_parent(void *ctx)
+{
+    pthread_mutex_unlock(&((td_pool *)ctx)->mu);
+}
+
+static void pool_fork_child(void *ctx)
+{
+    td_pool *p = ctx;
+    pthread_mutex_unlock(&p->mu);
+    init_monotonic_cond(&p->work_cv);
+    init_monotonic_cond(&p->done_cv);
+    /* A fork from one of our own tasks leaves that worker alive in the
+     * child, finishing its task; every other worker vanished. */
+    worker *survivor = NULL;
+    for (unsigned i = 0; i < p->spawned; i++) {
+        worker *w = p->workers[i];
+        if (w->exited) {
+            continue;   /* its thread is gone; nothing to join any more */
+        }
+        if (current_pool == p && pthread_equal(w->thread, pthread_self())) {
+            survivor = w;
+        } else {
+            w->lost = 1;
+        }
+    }
+    for (unsigned i = 0; i < p->spawned; i++) {
+        p->workers[i]->reaped |= p->workers[i]->exited;
+    }
+    p->shutdown = 1;
+    p->alive = survivor ? 1u : 0u;
+    p->running = survivor && survivor->current.fn ? 1u : 0u;
+    p->idle = 0;
+    p->idle_unclaimed = 0;
+    p->hooking = 0;
+    p->hooking_unclaimed = 0;
+    p->done_waiters = 0;
+    p->joins_active = 0;
+}
+
 int td_pool_create(td_pool **out, const td_pool_config *cfg)
 {
     if (out == NULL || cfg == NULL || cfg->max_threads == 0) {
@@ -176,6 +231,12 @@ int td_pool_create(td_pool **out, const td_pool_config *cfg)
     }
     const char *prefix = cfg->name_prefix ? cfg->name_prefix : "td";
     memcpy(p->prefix, prefix, utf8_cut(prefix, OS_NAME_MAX));
+    p->fork_entry = (td_atfork_entry){pool_fork_prepare, pool_fork_parent,
+                                      pool_fork_child, p, NULL, NULL};
+    if (td_atfork_register(&p->fork_entry) != TD_OK) {
+        td_timeline_destroy(&p->timeline);
+        goto fail_done_cv;
+    }
     *out = p;
     return TD_OK;
 
@@ -537,7 +598,6 @@ int td_pool_join(td_pool *p, int64_t timeout_ns)
     if (p == NULL) {
         return TD_EINVAL;
     }
-    int self = current_pool == p;
     struct timespec deadline;
     if (timeout_ns > 0) {
         td__deadline_after(&deadline, timeout_ns);
@@ -547,11 +607,16 @@ int td_pool_join(td_pool *p, int64_t timeout_ns)
         pthread_mutex_unlock(&p->mu);
         return TD_EINVAL;
     }
+    if (current_pool == p) {
+        /* A worker cannot join itself, and waiting for the others could
+         * wait for a worker that is waiting for us. */
+        pthread_mutex_unlock(&p->mu);
+        return TD_EDEADLK;
+    }
     int rc = TD_OK;
-    unsigned others = self ? 1u : 0u;   /* a worker cannot wait for itself */
     p->done_waiters++;
     for (;;) {
-        if (p->alive <= others) {
+        if (p->alive == 0) {
             /* Claim the exited threads under mu, join them without it. */
             p->joins_active++;
             for (unsigned i = 0; i < p->spawned; i++) {
@@ -560,7 +625,9 @@ int td_pool_join(td_pool *p, int64_t timeout_ns)
                     w->reaped = 1;
                     pthread_mutex_unlock(&p->mu);
                     pthread_join(w->thread, NULL);
-                    wait_until_gone_from_os(w->tid);
+                    if (timeout_ns != 0) {
+                        wait_until_gone_from_os(w->tid);
+                    }
                     pthread_mutex_lock(&p->mu);
                 }
             }
@@ -575,7 +642,7 @@ int td_pool_join(td_pool *p, int64_t timeout_ns)
         if (timeout_ns == 0 ||
             cond_wait_until(&p->done_cv, p,
                             timeout_ns < 0 ? NULL : &deadline) == ETIMEDOUT) {
-            if (p->alive > others || p->joins_active > 0) {
+            if (p->alive > 0 || p->joins_active > 0) {
                 rc = TD_ETIMEDOUT;
                 break;
             }
@@ -583,9 +650,6 @@ int td_pool_join(td_pool *p, int64_t timeout_ns)
     }
     p->done_waiters--;
     pthread_mutex_unlock(&p->mu);
-    if (rc == TD_OK && self) {
-        rc = TD_EDEADLK;
-    }
     return rc;
 }
 
@@ -599,6 +663,7 @@ int td_pool_destroy(td_pool *p)
     }
     td_pool_shutdown(p);
     td_pool_join(p, -1);
+    td_atfork_unregister(&p->fork_entry);
     for (unsigned i = 0; i < p->spawned; i++) {
         td__free(p->workers[i]);
     }
@@ -645,53 +710,28 @@ void td_pool_get_stats(td_pool *p, td_pool_stats *out)
     pthread_mutex_unlock(&p->mu);
 }
 
-void td_pool_before_fork(td_pool *p)
-{
-    pthread_mutex_lock(&p->mu);
-}
-
-void td_pool_after_fork_parent(td_pool *p)
-{
-    pthread_mutex_unlock(&p->mu);
-}
-
 void td_pool_after_fork_child(td_pool *p, td_task_visit_fn visit, void *ctx)
 {
-    /* Only the forking thread exists in the child, and it holds mu (taken
-     * in before_fork), so it may release it.  The condition variables may
-     * record sleepers that are gone: make them anew. */
-    pthread_mutex_unlock(&p->mu);
-    init_monotonic_cond(&p->work_cv);
-    init_monotonic_cond(&p->done_cv);
-
-    /* If the fork came from one of our tasks, that worker lives on in the
-     * child and finishes its task; every other worker vanished, and with
-     * it the task it was running.  Report queued tasks first, then those. */
-    p->shutdown = 1;
-    p->idle = 0;
-    p->idle_unclaimed = 0;
-    p->hooking = 0;
-    p->hooking_unclaimed = 0;
-    p->done_waiters = 0;
-    p->joins_active = 0;
+    /* pool_fork_child already made the pool usable; what is left is to
+     * report the work that was lost with the parent's threads: first the
+     * queue, then the task each vanished worker was running. */
     td_pool_drain(p, visit, ctx);
-
-    worker *survivor = NULL;
+    pthread_mutex_lock(&p->mu);
     unsigned kept = 0;
     for (unsigned i = 0; i < p->spawned; i++) {
         worker *w = p->workers[i];
-        if (!w->exited && current_pool == p &&
-            pthread_equal(w->thread, pthread_self())) {
-            survivor = w;
+        if (!w->lost) {
             p->workers[kept++] = w;
             continue;
         }
-        if (!w->exited && w->current.fn != NULL && visit != NULL) {
-            visit(ctx, w->current.fn, w->current.arg);
-        }
+        task t = w->current;
         td__free(w);
+        if (t.fn != NULL && visit != NULL) {
+            pthread_mutex_unlock(&p->mu);
+            visit(ctx, t.fn, t.arg);
+            pthread_mutex_lock(&p->mu);
+        }
     }
     p->spawned = kept;
-    p->alive = survivor ? 1u : 0u;
-    p->running = survivor && survivor->current.fn ? 1u : 0u;
+    pthread_mutex_unlock(&p->mu);
 }

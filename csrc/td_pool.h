@@ -122,11 +122,11 @@ size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx);
 /*
  * After td_pool_shutdown: waits for every worker to exit and joins its
  * thread, so it is gone from the OS (and from td_thread_count) when this
- * returns TD_OK.  timeout_ns as in td_pool_wait.  Called from one of p's
- * own workers it waits for the others and returns TD_EDEADLK (a thread
- * cannot join itself); two workers of p joining it without a timeout would
- * wait for each other forever.  Returns TD_EINVAL if the pool was not shut
- * down.
+ * returns TD_OK; with timeout_ns 0 it only joins workers that have already
+ * exited and never sleeps (the OS may list them a moment longer).
+ * timeout_ns otherwise as in td_pool_wait.  Returns TD_EDEADLK at once
+ * when called from one of p's own workers (a thread cannot join itself),
+ * TD_EINVAL if the pool was not shut down.
  */
 int td_pool_join(td_pool *p, int64_t timeout_ns);
 
@@ -144,18 +144,15 @@ int td_pool_is_worker(const td_pool *p);
 void td_pool_get_stats(td_pool *p, td_pool_stats *out);
 
 /*
- * fork() support (pthread_atfork order).  Call td_pool_before_fork in the
- * parent just before fork, so no other thread holds the pool's lock across
- * it, then td_pool_after_fork_parent in the parent or
- * td_pool_after_fork_child in the child.  In the child the workers do not
- * exist: the pool is left shut down, with no workers, and every task that was
- * queued or running in the parent is reported through visit (queued first,
- * in order; visit may be NULL to drop them) so the caller can fail it.  If
- * the fork came from one of p's tasks, that worker exists in the child and
- * finishes its task.  The child may then destroy the pool.
+ * fork() is safe without help: the pool's lock is taken around fork()
+ * (td_atfork.h).  In the child the workers do not exist: the pool is shut
+ * down, with no workers (but the one that forked, if a task of this pool
+ * called fork: it finishes its task).  Call this in the child to report
+ * the work lost with the parent's threads: every task that was queued (in
+ * order), then every task that was running, through visit (NULL drops
+ * them), so the caller can fail it.  Later calls report nothing.  The
+ * child may then destroy the pool.
  */
-void td_pool_before_fork(td_pool *p);
-void td_pool_after_fork_parent(td_pool *p);
 void td_pool_after_fork_child(td_pool *p, td_task_visit_fn visit, void *ctx);
 
 #endif /* TD_POOL_H */

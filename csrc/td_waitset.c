@@ -30,6 +30,26 @@ static int init_cond(pthread_cond_t *cv)
     return rc == 0 ? TD_OK : (rc == ENOMEM ? TD_ENOMEM : TD_EAGAIN);
 }
 
+static void fork_prepare(void *ctx)
+{
+    pthread_mutex_lock(&((td_waitset *)ctx)->mu);
+}
+
+static void fork_parent(void *ctx)
+{
+    pthread_mutex_unlock(&((td_waitset *)ctx)->mu);
+}
+
+static void fork_child(void *ctx)
+{
+    td_waitset *ws = ctx;
+    /* The child has only the forking thread, which took mu in prepare and
+     * so may release it.  The waiters the condition variable knew of are
+     * gone: make it anew rather than trust them. */
+    pthread_mutex_unlock(&ws->mu);
+    init_cond(&ws->cv);
+}
+
 int td_waitset_init(td_waitset *ws)
 {
     if (ws == NULL) {
@@ -42,6 +62,14 @@ int td_waitset_init(td_waitset *ws)
     rc = init_cond(&ws->cv);
     if (rc != TD_OK) {
         pthread_mutex_destroy(&ws->mu);
+        return rc;
+    }
+    ws->fork_entry = (td_atfork_entry){fork_prepare, fork_parent, fork_child,
+                                       ws, NULL, NULL};
+    rc = td_atfork_register(&ws->fork_entry);
+    if (rc != TD_OK) {
+        pthread_cond_destroy(&ws->cv);
+        pthread_mutex_destroy(&ws->mu);
     }
     return rc;
 }
@@ -51,6 +79,7 @@ void td_waitset_destroy(td_waitset *ws)
     if (ws == NULL) {
         return;
     }
+    td_atfork_unregister(&ws->fork_entry);
     pthread_cond_destroy(&ws->cv);
     pthread_mutex_destroy(&ws->mu);
 }
@@ -104,23 +133,4 @@ void td_waitset_broadcast(td_waitset *ws)
     pthread_mutex_lock(&ws->mu);
     pthread_cond_broadcast(&ws->cv);
     pthread_mutex_unlock(&ws->mu);
-}
-
-void td_waitset_before_fork(td_waitset *ws)
-{
-    pthread_mutex_lock(&ws->mu);
-}
-
-void td_waitset_after_fork_parent(td_waitset *ws)
-{
-    pthread_mutex_unlock(&ws->mu);
-}
-
-void td_waitset_after_fork_child(td_waitset *ws)
-{
-    /* The child has only the forking thread, which holds the mutex (taken in
-     * before_fork); waiters the condition variable knew of are gone, so start
-     * both afresh instead of trusting their inherited state. */
-    pthread_mutex_init(&ws->mu, NULL);
-    init_cond(&ws->cv);
 }

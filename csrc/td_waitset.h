@@ -23,14 +23,17 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "td_atfork.h"
 #include "td_common.h"
 
 typedef struct td_waitset {
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* broadcast on every wake; waiters re-check */
+    td_atfork_entry fork_entry;   /* fork() takes mu; the child resets */
 } td_waitset;
 
-/* Returns TD_OK, or TD_EAGAIN / TD_ENOMEM when pthreads refuse. */
+/* Returns TD_OK, or TD_EAGAIN / TD_ENOMEM when pthreads refuse.  fork()
+ * is safe: the child gets a usable waitset with no waiters. */
 int td_waitset_init(td_waitset *ws);
 void td_waitset_destroy(td_waitset *ws);
 
@@ -50,10 +53,5 @@ void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters);
  * count after its store, as td_waitset_wake does, but wakes later (the
  * binding first gives up the GIL the woken thread will want). */
 void td_waitset_broadcast(td_waitset *ws);
-
-/* fork() support: lock before, unlock in the parent, reset in the child. */
-void td_waitset_before_fork(td_waitset *ws);
-void td_waitset_after_fork_parent(td_waitset *ws);
-void td_waitset_after_fork_child(td_waitset *ws);
 
 #endif /* TD_WAITSET_H */

@@ -40,10 +40,15 @@ class ThreadPoolExecutor(ExecutorBase,
 
     Differences from the stdlib, all in the direction of clearer errors or
     fewer hangs: ``submit``/``map`` reject a non-callable at once;
-    ``max_workers`` must be an int and ``initargs`` a tuple;
+    ``max_workers`` must be an int and ``initargs`` a tuple; ``map``
+    checks that ``chunksize`` is an int >= 1 and ``timeout`` a number;
     ``shutdown(cancel_futures=True)`` notifies ``as_completed``/``wait`` of
     the cancelled futures; ``shutdown(wait=True)`` from one of the pool's
-    own tasks joins the other workers instead of raising.
+    own tasks returns without waiting instead of raising (a worker cannot
+    wait for itself); a timeout of years means no limit instead of an
+    ``OverflowError``.  After ``os.fork()`` the child's inherited pool
+    refuses work with ``RuntimeError`` and fails the futures it held,
+    without running their callbacks.
     """
 
     def map(self, fn: Callable[..., _T], *iterables: Iterable[Any],
@@ -66,11 +71,16 @@ class ThreadPoolExecutor(ExecutorBase,
             raise ValueError("chunksize must be >= 1.")
         end_time = None
         if timeout is not None:
-            if not isinstance(timeout, (int, float)):
-                raise TypeError("timeout must be a number of seconds")
-            if timeout != timeout:
+            try:
+                if isinstance(timeout, (str, bytes)):
+                    raise TypeError
+                seconds = float(timeout)
+            except (TypeError, ValueError):
+                raise TypeError("timeout must be a number of seconds, not "
+                                f"{type(timeout).__name__}") from None
+            if seconds != seconds:
                 raise ValueError("timeout must not be NaN")
-            end_time = timeout + time.monotonic()
+            end_time = seconds + time.monotonic()
         futures = [self.submit(fn, *args) for args in zip(*iterables)]
         return self._results(futures, end_time)
 

@@ -5,9 +5,11 @@
 - At interpreter exit every pool stops accepting work, runs what is queued
   and joins its workers, before the interpreter is torn down (a thread that
   takes the GIL during finalisation would hang or crash).
-- Around ``os.fork()`` the pools' locks are held, so the child never
-  inherits a lock held by a thread that does not exist there; in the child,
-  inherited pools refuse work and fail the futures they had.
+- Around ``fork()`` the C core holds the pools' locks itself (from
+  pthread_atfork, inside fork()), so the child never inherits a lock held by
+  a thread it does not have.  After ``os.fork()``, in the child, inherited
+  pools refuse work and fail the futures they had (quietly: their callbacks
+  were meant for the parent).
 """
 import os
 import threading
@@ -53,8 +55,4 @@ def install() -> None:
 
         atexit.register(_taskdemo._shutdown_all)
     if hasattr(os, "register_at_fork"):
-        os.register_at_fork(
-            before=_taskdemo._before_fork,
-            after_in_parent=_taskdemo._after_fork_parent,
-            after_in_child=_taskdemo._after_fork_child,
-        )
+        os.register_at_fork(after_in_child=_taskdemo._after_fork_child)

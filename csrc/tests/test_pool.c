@@ -879,6 +879,7 @@ typedef struct join_self {
     gate ready;        /* A is running */
     gate go;           /* main has shut the pool down */
     gate b;            /* B blocks here */
+    gate returned;     /* A's join has returned */
     atomic_int b_done;
     int join_rc;
     int b_done_at_return;
@@ -898,17 +899,20 @@ static void join_self_a(void *arg)
     gate_pass(&j->go);
     j->join_rc = td_pool_join(j->p, -1);
     j->b_done_at_return = atomic_load(&j->b_done);
+    gate_arrive(&j->returned);
 }
 
 TEST(pool_join_from_worker)
 {
-    /* A worker cannot join itself: its join waits for the other workers
-     * and then reports TD_EDEADLK. */
+    /* A worker cannot join itself, and must not wait for the other workers
+     * either (one of them could be joining too, waiting for it): its join
+     * reports TD_EDEADLK at once, while B is still blocked. */
     join_self j;
 
     gate_init(&j.ready);
     gate_init(&j.go);
     gate_init(&j.b);
+    gate_init(&j.returned);
     atomic_init(&j.b_done, 0);
     j.join_rc = 99;
     j.b_done_at_return = -1;
@@ -919,12 +923,14 @@ TEST(pool_join_from_worker)
     ASSERT_OK(td_pool_submit(j.p, join_self_a, &j));
     gate_await(&j.ready, 1);
     ASSERT_OK(td_pool_shutdown(j.p));
-    gate_open(&j.go);      /* A now joins, and waits for B */
+    gate_open(&j.go);      /* A now joins */
+    gate_await(&j.returned, 1);
+    ASSERT_RC(TD_EDEADLK, j.join_rc);
+    ASSERT_EQ(0, j.b_done_at_return);
     gate_open(&j.b);       /* let B finish */
     ASSERT_OK(td_pool_join(j.p, -1));
-    ASSERT_RC(TD_EDEADLK, j.join_rc);
-    ASSERT_EQ(1, j.b_done_at_return);
     ASSERT_OK(td_pool_destroy(j.p));
+    gate_destroy(&j.returned);
     gate_destroy(&j.b);
     gate_destroy(&j.go);
     gate_destroy(&j.ready);
@@ -1366,8 +1372,7 @@ TEST(pool_fork)
 
     fflush(stdout);
     fflush(stderr);
-    td_pool_before_fork(p);
-    pid = fork();
+    pid = fork();   /* the pool's lock is taken around fork() itself */
     if (pid == 0) {
         /* exit(), not _exit(), so LeakSanitizer checks the child too.  It
          * prints "Running thread N was not suspended": its thread registry
@@ -1375,7 +1380,6 @@ TEST(pool_fork)
          * That warns of possible false leaks, and there are none. */
         exit(fork_child(p, &g, &ran));
     }
-    td_pool_after_fork_parent(p);
     ASSERT_GE(pid, 0);
 
     /* The parent's pool is unaffected: all four tasks run here. */
@@ -1422,8 +1426,7 @@ TEST(pool_fork_many_running)
     gate_await(&g, N);
     fflush(stdout);
     fflush(stderr);
-    td_pool_before_fork(p);
-    pid = fork();
+    pid = fork();   /* the pool's lock is taken around fork() itself */
     if (pid == 0) {
         unsigned visits = 0;
         td_pool_after_fork_child(p, count_visit, &visits);
@@ -1435,7 +1438,6 @@ TEST(pool_fork_many_running)
         }
         exit(0);
     }
-    td_pool_after_fork_parent(p);
     ASSERT_GE(pid, 0);
     ASSERT_EQ(pid, waitpid(pid, &status, 0));
     gate_open(&g);

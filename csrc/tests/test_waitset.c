@@ -286,15 +286,13 @@ TEST(waitset_fork)
     ASSERT_PT(pthread_create(&t, NULL, fork_waiter_main, &fw));
     gate_await(&fw.started, 1);
 
-    td_waitset_before_fork(&fw.ws);
-    pid = fork();
+    pid = fork();   /* the waitset's lock is taken around fork() itself */
     ASSERT_GE(pid, 0);
     if (pid == 0) {
         /* Child: only this thread exists.  The reset waitset works, for
          * waits and for wakes, whatever the parent's waiter was doing. */
         _Atomic int word = 0;
         _Atomic unsigned nw = 0;
-        td_waitset_after_fork_child(&fw.ws);
         ASSERT_RC(TD_ETIMEDOUT, td_waitset_wait(&fw.ws, &word, 0, &nw, 0));
         ASSERT_RC(TD_ETIMEDOUT, td_waitset_wait(&fw.ws, &word, 0, &nw,
                                                 1000 * 1000));
@@ -305,7 +303,6 @@ TEST(waitset_fork)
         td_waitset_destroy(&fw.ws);
         _exit(0);
     }
-    td_waitset_after_fork_parent(&fw.ws);
 
     /* The parent's waiter is still reachable through the waitset. */
     atomic_store(&fw.word, 1);
