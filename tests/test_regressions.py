@@ -225,3 +225,60 @@ def test_non_number_timeouts_are_rejected(taskdemo, timeout):
             f.result(timeout=timeout)
         with pytest.raises(TypeError):
             pool.map(abs, [1], timeout=timeout)
+
+
+class Box:
+    """A plain GC-tracked object to build cycles with."""
+
+
+def _collected(make_cycle) -> bool:
+    """Builds a cycle through a finished future, drops it, collects, and
+    says whether it was freed."""
+    import gc
+    import weakref
+
+    ref = weakref.ref(make_cycle())
+    gc.collect()
+    return ref() is None
+
+
+@pytest.mark.parametrize("how", ["result", "attribute", "closure",
+                                 "callback", "exception"])
+def test_untracked_futures_do_not_leak_cycles(taskdemo, how):
+    """Pool futures start untracked by the GC (full collections used to
+    walk every queued future).  Each way a finished future can sit in a
+    cycle must make it tracked again, or the cycle would leak."""
+    with taskdemo.ThreadPoolExecutor(max_workers=1) as pool:
+        def make_cycle():
+            box = Box()
+            if how == "result":
+                f = pool.submit(lambda: box)
+                f.result(timeout=WAIT)
+                box.future = f
+            elif how == "attribute":
+                f = pool.submit(pow, 2, 3)
+                f.result(timeout=WAIT)
+                f.box = box
+                box.future = f
+            elif how == "closure":
+                holder = [box]
+                f = pool.submit(lambda: holder)
+                holder.append(f)
+                f.result(timeout=WAIT)
+            elif how == "callback":
+                gate = threading.Event()
+                pool.submit(gate.wait, WAIT)
+                f = pool.submit(pow, 2, 3)
+                f.add_done_callback(lambda _: box)
+                box.future = f
+                gate.set()
+                f.result(timeout=WAIT)
+            else:
+                def fail():
+                    raise ValueError(box)
+                f = pool.submit(fail)
+                f.exception(timeout=WAIT)
+                box.future = f
+            return box
+
+        assert _collected(make_cycle)
