@@ -217,6 +217,9 @@ def chart(path, workloads, pools, summary, cpus):
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
 
     def bars(ax, wids, key, title, xlabel, log, scale=1.0, fmt=None):
+        # With --workloads, some of these were not run: leave them out.
+        known = {w.id for w in workloads}
+        wids = [wid for wid in wids if wid in known]
         present = [n for n in names
                    if any(n in summary.get(wid, {}) for wid in wids)]
         height = 0.8 / max(1, len(present))
