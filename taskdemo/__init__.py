@@ -4,9 +4,10 @@ The pool, its futures, a monotonic stopwatch and an OS thread counter are
 written in C (``taskdemo._taskdemo``); this package re-exports them and adds
 the conveniences that read better in Python.
 """
-from . import native
+from . import native, timeline
 from ._executor import ThreadPoolExecutor
 from ._lifecycle import install as _install_lifecycle_hooks
+from ._run import run
 from ._stopwatch import stopwatch
 from ._taskdemo import Future, Stopwatch, TaskError, monotonic_ns, thread_count
 from ._threads import additional_thread_count
@@ -21,8 +22,10 @@ __all__ = [
     "additional_thread_count",
     "monotonic_ns",
     "native",
+    "run",
     "stopwatch",
     "thread_count",
+    "timeline",
 ]
 
 _install_lifecycle_hooks()
