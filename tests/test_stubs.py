@@ -162,9 +162,11 @@ def test_stub_files_ship():
 
 
 def test_package_type_checks_clean(tmp_path):
-    """mypy finds no error in the package itself against its own stubs."""
+    """mypy finds no error in the package itself against its own stubs.
+    matplotlib is an optional extra (and left out of the ASan run), so its
+    absence is not an error."""
     config = tmp_path / "mypy.ini"
-    config.write_text("[mypy]\n")
+    config.write_text("[mypy]\n[mypy-matplotlib.*]\nignore_missing_imports = True\n")
     env = dict(os.environ, MYPYPATH=str(ROOT))
     proc = subprocess.run(
         [
