@@ -176,7 +176,8 @@ static void exit_condition(py_state *st, PyObject *cond, int notify)
 static void notify_waiters(PyObject *self, const char *method)
 {
     PyObject *waiters = F(self)->waiters;
-    if (waiters == NULL || PyList_GET_SIZE(waiters) == 0) {
+    if (waiters == NULL || !PyList_Check(waiters) ||
+        PyList_GET_SIZE(waiters) == 0) {
         return;
     }
     Py_INCREF(waiters);
@@ -250,6 +251,10 @@ static void invoke_callbacks(PyObject *self)
         return;
     }
     f->callbacks = NULL;
+    if (!PyList_Check(cbs)) {   /* a replaced _td_callbacks: ignore it */
+        Py_DECREF(cbs);
+        return;
+    }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(cbs); i++) {
         PyObject *r = PyObject_CallOneArg(PyList_GET_ITEM(cbs, i), self);
         if (r != NULL) {
@@ -394,9 +399,13 @@ td_waitset *py_future_run(PyObject *self)
     f->fn = f->args = f->kwargs = f->context = NULL;
     PyObject *r = NULL;
     int entered = 0;
-    if (fn == NULL || args == NULL) {
-        /* Somebody deleted our private members; fail, do not crash. */
-        PyErr_SetString(PyExc_RuntimeError, "future has no call to run");
+    if (fn == NULL || args == NULL || !PyTuple_Check(args) ||
+        (kwargs != NULL && !PyDict_Check(kwargs))) {
+        /* Somebody deleted or replaced our private _td_* members (they
+         * are writable so CPython's dealloc can clear them): fail the
+         * future, do not crash. */
+        PyErr_SetString(PyExc_RuntimeError,
+                        "the future's call was tampered with");
     } else if (context == NULL || PyContext_Enter(context) == 0) {
         entered = context != NULL;
         r = PyObject_Call(fn, args, kwargs);
@@ -527,6 +536,12 @@ static PyObject *future_result(PyObject *self, PyObject *const *args,
         return NULL;
     }
     if (f->exception != NULL) {
+        if (!PyExceptionInstance_Check(f->exception)) {
+            /* Only a replaced _td_exception can be anything else. */
+            PyErr_SetString(PyExc_RuntimeError,
+                            "the future's exception was tampered with");
+            return NULL;
+        }
         PyErr_SetObject((PyObject *)Py_TYPE(f->exception), f->exception);
         return NULL;
     }
@@ -626,6 +641,9 @@ static PyObject *future_add_done_callback(PyObject *self, PyObject *fn)
         return NULL;
     }
     future_fields *f = F(self);
+    if (f->callbacks != NULL && !PyList_Check(f->callbacks)) {
+        Py_CLEAR(f->callbacks);   /* a replaced _td_callbacks: start anew */
+    }
     if (!is_done(atomic_load(&f->state)) && f->callbacks == NULL) {
         /* Allocate before deciding: an allocation can run the GC, whose
          * finalisers can let a worker complete the future meanwhile. */
