@@ -803,12 +803,6 @@ static PyObject *executor_submit(PyObject *op, PyObject *const *args,
             }
         }
     }
-    /* Held by the future alone until the call runs: no GC tracking (see
-     * py_future.c). */
-    PyObject_GC_UnTrack(call_args);
-    if (call_kwargs != NULL) {
-        PyObject_GC_UnTrack(call_kwargs);
-    }
     PyObject *future = py_future_new_task(st, fn, call_args, call_kwargs);
     Py_DECREF(call_args);
     Py_XDECREF(call_kwargs);

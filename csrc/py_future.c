@@ -30,9 +30,10 @@
  * CPython's inherited subtype_traverse/clear/dealloc manage them: chaining
  * our own tp_dealloc to a Python base class's is not safe.
  *
- * Garbage collection: a pool's future and its arguments start untracked
- * by the GC (not the context copy: CPython's context dealloc assumes it is
- * tracked).  With 100,000 futures queued, the collector
+ * Garbage collection: a pool's future starts untracked by the GC (not its
+ * argument tuple and dict: the callee may keep those, as an exception
+ * keeps its args, and a cycle through an untracked container would leak;
+ * nor the context copy: CPython's context dealloc assumes it is tracked).  With 100,000 futures queued, the collector
  * otherwise spent more time walking them than the pool spent running
  * them.  Untracking is safe from leaks while the call is pending because
  * the call (the only way a pending future can sit in a cycle) is dropped
@@ -302,7 +303,10 @@ static int complete(PyObject *self, PyObject *result, PyObject *exc,
     } else {
         Py_XSETREF(f->exception, Py_NewRef(exc));
     }
-    if (f->exception != NULL || PyObject_GC_IsTracked(f->result)) {
+    /* Whether the result's type is a GC type, not whether the result is
+     * tracked right now: an empty dict or a tuple of ints is untracked
+     * until something that could close a cycle is put into it. */
+    if (f->exception != NULL || PyObject_IS_GC(f->result)) {
         ensure_tracked(self);
     }
     set_state_owing(self, PY_FINISHED, owed_wake);
@@ -789,6 +793,20 @@ static PyObject *future_get_exception(PyObject *self, void *closure)
     return Py_NewRef(e ? e : Py_None);
 }
 
+/* The instance dict, through future.__dict__: whoever holds it can put
+ * anything in it, which the GC reaches only through a tracked future. */
+static PyObject *future_get_dict(PyObject *self, void *closure)
+{
+    ensure_tracked(self);
+    return PyObject_GenericGetDict(self, closure);
+}
+
+static int future_set_dict(PyObject *self, PyObject *value, void *closure)
+{
+    ensure_tracked(self);
+    return PyObject_GenericSetDict(self, value, closure);
+}
+
 /* Attributes land in the instance dict, which the GC reaches only through
  * a tracked future. */
 static int future_setattro(PyObject *self, PyObject *name, PyObject *value)
@@ -845,6 +863,7 @@ static PyMethodDef future_methods[] = {
 };
 
 static PyGetSetDef future_getset[] = {
+    {"__dict__", future_get_dict, future_set_dict, NULL, NULL},
     {"_state", future_get_state, NULL,
      "The stdlib's state string ('PENDING', ..., 'FINISHED').", NULL},
     {"_condition", future_get_condition, NULL,

@@ -1082,12 +1082,6 @@ def test_private_future_members_cannot_crash(run_in_subprocess, name, value):
 
 # -- garbage collection of finished futures ----------------------------------
 
-UNTRACKED_LEAK = (
-    "bug (binding 1661a4c, py_future.c): a pool future starts untracked by "
-    "the GC and complete() re-tracks it only if the result is GC-tracked; "
-    "a dict of atomic values (e.g. {}) is not, so the future stays "
-    "untracked, and a cycle made later through that dict or through "
-    "f.__dict__ (bypassing future_setattro) is never collected")
 
 
 def _cycle_through_result(f):
@@ -1106,9 +1100,6 @@ def test_finished_future_in_a_cycle_is_collected(impl, pools, request,
     """A finished future that a cycle reaches only after it finished (its
     result dict, or its __dict__ written directly, refers back to it) is
     freed by the cycle collector, as the stdlib's is."""
-    if impl.is_taskdemo:
-        request.applymarker(pytest.mark.xfail(strict=True,
-                                              reason=UNTRACKED_LEAK))
     import gc
     import weakref
 
@@ -1122,12 +1113,6 @@ def test_finished_future_in_a_cycle_is_collected(impl, pools, request,
     assert ref() is None, "the future and its cycle leaked"
 
 
-ESCAPED_CONTAINERS = (
-    "bug (binding 1661a4c, py_executor.c executor_submit): the call's args "
-    "tuple and kwargs dict are untracked by the GC, but the callee may "
-    "keep them (an exception type keeps args as .args, functools.partial "
-    "keeps a kwargs dict it holds the only reference to), and a cycle "
-    "through such an untracked container is never collected")
 
 
 class _Marker:
@@ -1151,9 +1136,6 @@ def test_call_containers_kept_by_the_callee_are_collected(impl, pools, request,
                                                           call):
     """A task may return an object that keeps the very args tuple or kwargs
     dict it was called with; a cycle through it is collected as usual."""
-    if impl.is_taskdemo:
-        request.applymarker(pytest.mark.xfail(strict=True,
-                                              reason=ESCAPED_CONTAINERS))
     import gc
     import weakref
 
