@@ -7,6 +7,8 @@ as the oracle and against taskdemo:
 
 - Ctrl-C while blocked in as_completed() and wait(): KeyboardInterrupt
   within 100 ms, measured inside the child, and the pool still works.
+- os.fork() from a task of a busy pool; multiprocessing (fork start
+  method) with a busy pool, as the notebook does.
 - Interpreter exit driven from a non-main thread, after sys.exit() inside
   a task, after Ctrl-C delivered by a task, and with a daemon thread still
   submitting: nothing the stdlib would run is lost, the exit code is right.
@@ -313,6 +315,103 @@ def test_exit_while_a_daemon_thread_submits(impl, run_in_subprocess):
         assert "Fatal Python error" not in err, err
 
 
+# -- fork from a task, and multiprocessing -----------------------------------
+
+FORK_FROM_A_TASK = """
+import os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)   # 3.12+: fork + threads
+{import_line}
+
+pool = Executor(max_workers=2)
+gate = threading.Event()
+held = pool.submit(gate.wait, 10)            # busy: one task held ...
+queued = [pool.submit(pow, 2, i) for i in range(5)]
+
+def fork_here():
+    pid = os.fork()
+    if pid == 0:
+        # The child: only this (worker) thread exists.  A new pool works.
+        try:
+            with Executor(max_workers=2) as fresh:
+                ok = list(fresh.map(pow, [2, 3], [10, 2], timeout=5)) == [1024, 9]
+        except BaseException:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+forker = pool.submit(fork_here)              # ... and a task that forks
+print("child exit code", forker.result(timeout=20), flush=True)
+gate.set()
+assert held.result(timeout=10) is True
+assert [f.result(timeout=10) for f in queued] == [2 ** i for i in range(5)]
+assert pool.submit(pow, 3, 3).result(timeout=10) == 27
+pool.shutdown(wait=True)
+print("parent ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_from_a_task(impl, run_in_subprocess):
+    """A task of a busy pool calls os.fork(): in the child (where the
+    forking worker is the only thread) a new pool works and the child exits
+    0; in the parent the held and queued tasks still complete and the pool
+    keeps working."""
+    rc, out, err = _run(run_in_subprocess, FORK_FROM_A_TASK.format(
+        import_line=impl.import_line))
+    assert "child exit code 0" in out, f"rc={rc}\n{out}\n{err}"
+    assert rc == 0 and "parent ok" in out, f"rc={rc}\n{out}\n{err}"
+
+
+MULTIPROCESSING_FORK = """
+import multiprocessing, os, sys, threading, warnings
+warnings.simplefilter("ignore", DeprecationWarning)   # 3.12+: fork + threads
+{import_line}
+
+def child_work(n):
+    # A new pool in the child, left without shutdown: the child's exit
+    # (multiprocessing runs threading's exit hooks) must still run it.
+    pool = Executor(max_workers=2)
+    futures = [pool.submit(pow, n, 2) for _ in range(3)]
+    return [f.result(timeout=5) for f in futures]
+
+def process_main():
+    assert child_work(3) == [9, 9, 9]
+
+pool = Executor(max_workers=2)
+gate = threading.Event()
+held = [pool.submit(gate.wait, 10) for _ in range(2)]   # both workers busy
+queued = [pool.submit(pow, 2, i) for i in range(5)]
+ctx = multiprocessing.get_context("fork")
+p = ctx.Process(target=process_main)
+p.start()
+p.join(20)
+print("process exit code", p.exitcode, flush=True)
+with ctx.Pool(2) as mp_pool:
+    print("pool results", mp_pool.map(child_work, range(4), chunksize=1),
+          flush=True)
+gate.set()
+assert all(f.result(timeout=10) for f in held)
+assert [f.result(timeout=10) for f in queued] == [2 ** i for i in range(5)]
+pool.shutdown(wait=True)
+print("parent ok", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_multiprocessing_fork_with_a_busy_pool(impl, run_in_subprocess):
+    """As the notebook does: multiprocessing with the fork start method
+    while a pool is busy.  A Process and the workers of a
+    multiprocessing.Pool each use a new pool (one left without shutdown)
+    and exit 0; the parent's pool is unaffected."""
+    rc, out, err = _run(run_in_subprocess, MULTIPROCESSING_FORK.format(
+        import_line=impl.import_line), timeout=60)
+    assert "process exit code 0" in out, f"rc={rc}\n{out}\n{err}"
+    assert "pool results [[0, 0, 0], [1, 1, 1], [4, 4, 4], [9, 9, 9]]" \
+        in out, f"rc={rc}\n{out}\n{err}"
+    assert rc == 0 and "parent ok" in out, f"rc={rc}\n{out}\n{err}"
+
+
 # -- pools dropped without shutdown ----------------------------------------
 
 DROPPED_POOLS = """
@@ -353,7 +452,11 @@ for r in range(10):
     settle()
     rounds.append((os_threads(), rss_kb(), len(gc.get_objects())))
 print("threads", baseline, max(t for t, _, _ in rounds), flush=True)
-print("rss_growth_kb", rounds[-1][1] - rounds[0][1], flush=True)
+# RSS is compared from the third round on: the first rounds warm up
+# malloc's per-thread arenas (up to 8 per core), which then hold some
+# fragmentation; that plateau is not a leak, linear growth would be.
+print("rss_growth_kb", rounds[-1][1] - rounds[2][1], flush=True)
+print("rss_by_round_kb", *(rss for _, rss, _ in rounds), flush=True)
 print("objects_growth", rounds[-1][2] - rounds[0][2], flush=True)
 """
 
@@ -374,11 +477,12 @@ def test_thousand_pools_dropped_without_shutdown(impl, run_in_subprocess):
     objects_growth = int(figures["objects_growth"])
     STATS.setdefault("dropped_pools", {})[impl.name] = {
         "rss_growth_kb": rss_growth, "objects_growth": objects_growth}
-    # 900 pools after the first round: leaking a pool's C state (its
-    # 128 KB timeline, say) or its Python objects would show many times.
+    # 900 pools after the first round (700 after the third, for RSS):
+    # leaking a pool's C state (its 128 KB timeline, say) would show as
+    # tens of MB, its Python objects as hundreds of objects.
     assert objects_growth < 100, out
     if not UNDER_ASAN:
-        assert rss_growth < 2 * 1024, out
+        assert rss_growth < 4 * 1024, out
 
 
 # -- BaseException subclasses --------------------------------------------
@@ -1080,8 +1184,10 @@ def test_private_future_members_cannot_crash(run_in_subprocess, name, value):
     assert "pool still usable" in out, out + err
 
 
-# -- garbage collection of finished futures ----------------------------------
-
+# -- garbage collection of futures --------------------------------------------
+#
+# taskdemo keeps its pool futures out of the cycle collector while their
+# call is pending (py_future.c); these check that nothing escapes it.
 
 
 def _cycle_through_result(f):
@@ -1095,11 +1201,13 @@ def _cycle_through_instance_dict(f):
 @pytest.mark.parametrize("make_cycle", [_cycle_through_result,
                                         _cycle_through_instance_dict],
                          ids=["result_dict", "instance_dict"])
-def test_finished_future_in_a_cycle_is_collected(impl, pools, request,
-                                                 make_cycle):
+def test_finished_future_in_a_cycle_is_collected(impl, pools, make_cycle):
     """A finished future that a cycle reaches only after it finished (its
     result dict, or its __dict__ written directly, refers back to it) is
-    freed by the cycle collector, as the stdlib's is."""
+    freed by the cycle collector, as the stdlib's is.  Both leaked: the
+    future was tracked again only if its result was tracked at completion,
+    and an empty dict is not (it is until filled); writing to f.__dict__
+    bypassed the setattr hook that tracks it."""
     import gc
     import weakref
 
@@ -1111,8 +1219,6 @@ def test_finished_future_in_a_cycle_is_collected(impl, pools, request,
     del f
     gc.collect()
     assert ref() is None, "the future and its cycle leaked"
-
-
 
 
 class _Marker:
@@ -1131,11 +1237,14 @@ def _keeps_kwargs(pool, payload):
 
 
 @pytest.mark.parametrize("call", [_keeps_args, _keeps_kwargs],
-                         ids=["args_kept_by_exception", "kwargs_kept_by_partial"])
-def test_call_containers_kept_by_the_callee_are_collected(impl, pools, request,
-                                                          call):
+                         ids=["args_kept_by_exception",
+                              "kwargs_kept_by_partial"])
+def test_call_containers_kept_by_the_callee_are_collected(impl, pools, call):
     """A task may return an object that keeps the very args tuple or kwargs
-    dict it was called with; a cycle through it is collected as usual."""
+    dict it was called with (an exception keeps its args; functools.partial
+    keeps a kwargs dict it holds the only reference to); a cycle through
+    it is collected as usual.  It leaked while submit() untracked those
+    containers."""
     import gc
     import weakref
 
