@@ -6,7 +6,7 @@
  * ------
  * The input is a program: each pair of bytes (op, arg) is one operation,
  * at most MAX_OPS per input.  Operations create up to MAX_POOLS pools
- * (1-4 threads, a timeline of 0-7 records, with or without hooks, thread
+ * (1, 2, 3 or 8 threads, a timeline of 0-7 records, with or without hooks, thread
  * name prefixes that need cutting), submit tasks, open gates, drain, wait
  * and join with timeouts, shut down, destroy, read timelines and stats,
  * exercise a td_waitset from two waiter threads, submit from a second
@@ -131,7 +131,8 @@ typedef struct slot {
     unsigned max_threads;
     size_t timeline_cap;
     int hooked;
-    _Atomic int shut;            /* somebody called td_pool_shutdown */
+    _Atomic int shut;            /* set just before td_pool_shutdown */
+    _Atomic int shut_done;       /* set once a td_pool_shutdown returned */
     _Atomic unsigned completed;  /* tasks that returned */
     _Atomic unsigned starts, idles, exits;   /* hook calls */
     pthread_mutex_t gate_mu;
@@ -326,6 +327,7 @@ static void task_fn(void *arg)
     case K_SHUTDOWN_SELF:
         atomic_store(&s->shut, 1);   /* before: a racing submit may see it */
         CHECK(td_pool_shutdown(s->p) == TD_OK);
+        atomic_store(&s->shut_done, 1);
         break;
     case K_DRAIN_SELF:
         td_pool_drain(s->p, mark_drained, NULL);
@@ -430,11 +432,14 @@ static void op_create(uint8_t arg)
         NULL, "fz", "a-very-long-thread-prefix",
         "\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4\xc3\xa4",
     };
+    /* 8 threads make the worker table grow past its first 4 slots. */
+    static const unsigned threads[] = {1, 2, 3, 8};
     s->gen++;
-    s->max_threads = 1u + (arg >> 2) % 4u;
+    s->max_threads = threads[(arg >> 2) % 4];
     s->timeline_cap = (arg >> 4) % 8u;
     s->hooked = (arg >> 7) & 1;
     atomic_store(&s->shut, 0);
+    atomic_store(&s->shut_done, 0);
     atomic_store(&s->completed, 0);
     atomic_store(&s->starts, 0);
     atomic_store(&s->idles, 0);
@@ -515,6 +520,7 @@ static void op_shutdown(uint8_t arg)
     if (s != NULL) {
         atomic_store(&s->shut, 1);
         CHECK(td_pool_shutdown(s->p) == TD_OK);
+        atomic_store(&s->shut_done, 1);
     }
 }
 
@@ -529,10 +535,12 @@ static void op_join(uint8_t arg)
     if (timeout < 0) {
         open_all_gates(s);
     }
-    int was_shut = atomic_load(&s->shut);
+    /* A task may be shutting the pool down meanwhile: only a shutdown
+     * that had returned before this call rules out TD_EINVAL. */
+    int was_shut = atomic_load(&s->shut_done);
     int rc = td_pool_join(s->p, timeout);
     if (rc == TD_EINVAL) {
-        CHECK(!was_shut);   /* a task may shut it down meanwhile */
+        CHECK(!was_shut);
         return;
     }
     CHECK(atomic_load(&s->shut));
@@ -646,16 +654,22 @@ static void op_waitset(uint8_t arg)
     td_waitset_wake(&ws, &nw);
 }
 
-/* -- a second submitter racing the main thread ------------------------- */
+/* -- a second thread racing the main thread -------------------------------- */
 
 typedef struct burst {
     slot *s;
     int n;
+    int waits;   /* waits (2 ms at most) instead of submitting */
 } burst;
 
 static void *burst_main(void *opaque)
 {
     burst *b = opaque;
+    if (b->waits) {
+        int rc = td_pool_wait(b->s->p, 2000000);
+        CHECK(rc == TD_OK || rc == TD_ETIMEDOUT);
+        return NULL;
+    }
     for (int i = 0; i < b->n; i++) {
         task_rec *t = new_task(K_COUNT, (int)(b->s - slots), 1);
         if (t == NULL) {
@@ -672,7 +686,7 @@ static void op_concurrent(uint8_t arg)
     if (s == NULL) {
         return;
     }
-    burst b = {s, 1 + (arg >> 2) % 16};
+    burst b = {s, 1 + (arg >> 3) % 8, (arg >> 2) & 1};
     pthread_t thread;
     CHECK(pthread_create(&thread, NULL, burst_main, &b) == 0);
     switch (arg >> 6) {
@@ -681,7 +695,8 @@ static void op_concurrent(uint8_t arg)
         break;
     case 1:
         atomic_store(&s->shut, 1);
-        td_pool_shutdown(s->p);
+        CHECK(td_pool_shutdown(s->p) == TD_OK);
+        atomic_store(&s->shut_done, 1);
         break;
     case 2:
         check_stats(s);
@@ -799,9 +814,10 @@ static void op_bad_calls(uint8_t arg)
     CHECK(count == 0);
     CHECK(td_pool_timeline(s->p, NULL, 0, NULL, &dropped) == TD_EINVAL);
     td_pool_get_stats(s->p, NULL);
-    if (!atomic_load(&s->shut)) {
-        CHECK(td_pool_join(s->p, 0) == TD_EINVAL);
-    }
+    /* Before any shutdown a join is refused (a task may be shutting the
+     * pool down meanwhile, so look at the flag after the call). */
+    int rc = td_pool_join(s->p, 0);
+    CHECK(rc == TD_EINVAL || atomic_load(&s->shut));
 }
 
 /* ---- the entry points -------------------------------------------------- */
