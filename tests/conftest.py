@@ -44,7 +44,19 @@ IMPORT_LINES = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--slow", action="store_true",
+        help="long mode of the model-based and property-based tests: random "
+             "instead of derandomised examples, several times as many "
+             "(the same as TASKDEMO_SLOW=1)")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # The test modules read TASKDEMO_SLOW when they are imported, which is
+    # after this hook: --slow only has to set it.
+    if config.getoption("--slow"):
+        os.environ["TASKDEMO_SLOW"] = "1"
     # taskdemo.additional_thread_count() counts against a baseline taken at
     # import.  Import it now, while the test process has a single thread, so
     # that a worker of an earlier test still leaving the OS cannot skew the

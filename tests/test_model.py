@@ -40,8 +40,9 @@ shutdown(cancel_futures=True), which holds the non-reentrant
 callback checks ``pool._shutdown`` first on the stdlib side only; taskdemo
 always really calls submit and must refuse it.
 
-Runs: 60 derandomised examples (fixed seed) by default; TASKDEMO_SLOW=1
-runs 1,000 random ones, TASKDEMO_MODEL_EXAMPLES=N overrides the count.
+Runs: 250 derandomised examples (fixed seed) by default; --slow (or
+TASKDEMO_SLOW=1) runs 1,000 random ones, TASKDEMO_MODEL_EXAMPLES=N
+overrides the count.
 A failure prints the shrunk step sequence to reproduce it.
 """
 
