@@ -47,6 +47,11 @@
 /* Upper bound of every helper wait; far above any healthy wait. */
 #define HARNESS_WAIT_S 20
 
+/* How far a pool timeline's times may stray from CLOCK_MONOTONIC read
+ * around them: the pool stamps in ticks, and their conversion to ns is
+ * accurate to tens of ns normally, more under valgrind (td_ticks.c). */
+#define HARNESS_TICKS_SLACK_NS 20000u   /* 20 us */
+
 #define TEST(name)                                                          \
     void test_##name(void);                                                 \
     void test_##name(void)

@@ -55,6 +55,12 @@
     X(pool_timeline_records_every_task)                                     \
     X(pool_timeline_bounded)                                                \
     X(pool_timeline_off)                                                    \
+    X(ticks_monotonic_per_thread)                                           \
+    X(ticks_convert_accuracy)                                               \
+    X(ticks_convert_keeps_order)                                            \
+    X(ticks_fallback_forced)                                                \
+    X(pool_timeline_ns_ordered)                                             \
+    X(pool_timeline_ns_ordered_fallback)                                    \
     X(waitset_init_destroy)                                                 \
     X(waitset_timeout_unchanged)                                            \
     X(waitset_timeout_zero_tests)                                           \
