@@ -44,6 +44,7 @@
 
 #include "td_atfork.h"
 #include "td_clock.h"
+#include "td_ticks.h"
 
 #define MIN_RING 64u
 #define OS_NAME_MAX 15   /* Linux limit, without the terminating NUL */
@@ -51,7 +52,7 @@
 typedef struct task {
     td_task_fn fn;
     void *arg;
-    uint64_t submit_ns;   /* 0 unless the pool keeps a timeline */
+    uint64_t submit_ticks;   /* td_ticks_now(); 0 without a timeline */
     uint32_t tag;
 } task;
 
@@ -225,6 +226,11 @@ int td_pool_create(td_pool **out, const td_pool_config *cfg)
         goto fail_done_cv;
     }
     p->timing = cfg->timeline_capacity > 0;
+    if (p->timing) {
+        /* Decide the tick source now, so the first submit does not pay
+         * for it. */
+        (void)td_ticks_source();
+    }
     p->max_threads = cfg->max_threads;
     if (cfg->hooks != NULL) {
         p->hooks = *cfg->hooks;
@@ -287,10 +293,10 @@ static void *worker_main(void *opaque)
     /* True after a task ran and until thread_idle has been told, so an idle
      * worker calls the hook once per idle spell, not per wake-up. */
     int owes_idle = 1;
-    /* With a timeline, the time the previous task ended if the worker went
-     * straight on to the next one: it is that task's start too, which
-     * saves a clock read per task in a busy pool. */
-    uint64_t last_end_ns = 0;
+    /* With a timeline, the time (in ticks) the previous task ended if the
+     * worker went straight on to the next one: it is that task's start
+     * too, which saves a clock read per task in a busy pool. */
+    uint64_t last_end = 0;
 
     pthread_mutex_lock(&p->mu);
     while (rc == TD_OK) {
@@ -302,23 +308,35 @@ static void *worker_main(void *opaque)
             w->current = t;
             pthread_mutex_unlock(&p->mu);
 
-            uint64_t start_ns = 0;
+            uint64_t start = 0;
             if (p->timing) {
                 /* The previous task's end serves as this start only if
                  * this task was already queued then. */
-                start_ns = last_end_ns != 0 && last_end_ns >= t.submit_ns
-                               ? last_end_ns
-                               : td_clock_now_ns();
+                start = last_end != 0 && last_end >= t.submit_ticks
+                            ? last_end
+                            : td_ticks_now();
+                /* Raw TSC reads on two CPUs may disagree by a few cycles
+                 * (and rdtsc may run a little early), so a start could
+                 * precede a submit made just before it on another CPU:
+                 * keep records ordered submit <= start <= end. */
+                if (start < t.submit_ticks) {
+                    start = t.submit_ticks;
+                }
             }
             t.fn(t.arg);
             owes_idle = 1;
             if (p->timing) {
-                last_end_ns = td_clock_now_ns();
+                last_end = td_ticks_now();
+                if (last_end < start) {
+                    last_end = start;
+                }
             }
 
             pthread_mutex_lock(&p->mu);
             if (p->timing) {
-                td_task_record r = {t.submit_ns, start_ns, last_end_ns,
+                /* Ticks go into the ring as they are; td_pool_timeline
+                 * converts them to ns when they are read. */
+                td_task_record r = {t.submit_ticks, start, last_end,
                                     w->index, t.tag};
                 td_timeline_push(&p->timeline, &r);
             }
@@ -333,7 +351,7 @@ static void *worker_main(void *opaque)
         if (p->shutdown) {
             break;
         }
-        last_end_ns = 0;   /* going idle: the next start needs its own time */
+        last_end = 0;   /* going idle: the next start needs its own time */
         if (owes_idle && p->hooks.thread_idle != NULL) {
             /* Give back per-thread resources (the GIL) before sleeping,
              * without mu; then look at the ring again, since tasks may
@@ -485,7 +503,7 @@ int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
         return TD_EINVAL;
     }
     /* Read the clock before taking the lock: no need to hold it longer. */
-    uint64_t submit_ns = p->timing ? td_clock_now_ns() : 0;
+    uint64_t submit_ticks = p->timing ? td_ticks_now() : 0;
     int rc = TD_OK;
     pthread_mutex_lock(&p->mu);
     if (p->shutdown) {
@@ -499,7 +517,7 @@ int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
         }
     }
     size_t tail = (p->ring_head + p->ring_count) & (p->ring_cap - 1);
-    p->ring[tail] = (task){fn, arg, submit_ns, tag};
+    p->ring[tail] = (task){fn, arg, submit_ticks, tag};
     p->ring_count++;
 
     if (p->idle_unclaimed > 0) {
@@ -688,6 +706,15 @@ int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
     *count = td_timeline_copy(&p->timeline, out, max);
     *dropped = p->timeline.dropped;
     pthread_mutex_unlock(&p->mu);
+    /* Convert outside the lock, with a map made after the copy, so that
+     * every stamp converted was read before the map's fresh pair. */
+    td_ticks_map m;
+    td_ticks_map_init(&m);
+    for (size_t i = 0; i < *count; i++) {
+        out[i].submit_ns = td_ticks_to_ns(&m, out[i].submit_ns);
+        out[i].start_ns = td_ticks_to_ns(&m, out[i].start_ns);
+        out[i].end_ns = td_ticks_to_ns(&m, out[i].end_ns);
+    }
     return TD_OK;
 }
 

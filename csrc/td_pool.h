@@ -90,8 +90,11 @@ int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
 /*
  * Copies the timeline, oldest first: at most max records into out, their
  * number into *count, and into *dropped how many older ones the ring has
- * lost.  Returns TD_OK, or TD_EINVAL for NULL arguments.  A timeline of
- * capacity 0 is always empty.
+ * lost.  Times come out as CLOCK_MONOTONIC nanoseconds, comparable with
+ * td_clock_now_ns() (the pool stamps in ticks and converts them here; see
+ * td_ticks.c for the accuracy), with submit_ns <= start_ns <= end_ns.
+ * Returns TD_OK, or TD_EINVAL for NULL arguments.  A timeline of capacity
+ * 0 is always empty.
  */
 int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
                      size_t *count, uint64_t *dropped);

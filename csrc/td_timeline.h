@@ -15,10 +15,17 @@
 
 #include "td_common.h"
 
+/*
+ * The times are CLOCK_MONOTONIC nanoseconds (td_clock_now_ns's clock) in
+ * what td_pool_timeline hands out.  Inside a pool's ring they are still
+ * td_ticks_now() ticks, which are cheaper to take; td_pool_timeline
+ * converts them as it copies them out (td_ticks.h).  td_timeline itself
+ * only stores and copies them, whatever they are.
+ */
 typedef struct td_task_record {
-    uint64_t submit_ns;   /* td_clock_now_ns() when it was queued */
-    uint64_t start_ns;    /* ... when a worker began running it */
-    uint64_t end_ns;      /* ... when it returned */
+    uint64_t submit_ns;   /* when it was queued */
+    uint64_t start_ns;    /* when a worker began running it */
+    uint64_t end_ns;      /* when it returned */
     uint32_t worker;      /* index of the worker that ran it */
     uint32_t tag;         /* the submitter's label for it */
 } td_task_record;
