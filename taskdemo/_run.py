@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
 import threading
+import time
 from typing import Any, Coroutine, Optional, TypeVar
 
 __all__ = ["run"]
@@ -66,6 +68,28 @@ class _Helper:
                 pass
 
 
+# How long run() waits, at most, for the OS to forget its finished helper.
+_OS_EXIT_WAIT = 0.2
+
+
+def _join(thread: threading.Thread) -> None:
+    """Join `thread` and wait, bounded, until the OS thread is gone.
+
+    Python's join() returns when the thread has finished with Python, a
+    moment before the OS thread exits; a thread count taken right after
+    run() returns (the notebook's Stopwatch) would still see the helper.
+    Linux lists live threads in /proc/self/task, so look there.
+    """
+    thread.join()
+    tid = thread.native_id
+    if tid is None or not os.path.isdir("/proc/self/task"):
+        return
+    deadline = time.monotonic() + _OS_EXIT_WAIT
+    while (os.path.exists(f"/proc/self/task/{tid}")
+           and time.monotonic() < deadline):
+        time.sleep(0.0005)
+
+
 def _cancel_requested(task: "Optional[asyncio.Task[Any]]") -> bool:
     # Task.cancelling() is new in 3.11, when asyncio.run also began to turn
     # Ctrl-C into a cancel() of its main task instead of KeyboardInterrupt.
@@ -106,8 +130,9 @@ def run(coro: Coroutine[Any, Any, _T]) -> _T:
     thread = threading.Thread(target=context.run, args=(helper.thread_main,),
                               name="taskdemo.run", daemon=True)
     caller = asyncio.current_task()
-    thread.start()
     try:
+        # Ctrl-C may arrive as soon as the helper runs, even inside start().
+        thread.start()
         # Wait in slices: a blocking wait in the main thread still raises
         # KeyboardInterrupt, but a cancel() of the caller's task (how 3.11+
         # asyncio.run reports Ctrl-C) can only be noticed by looking.
@@ -116,13 +141,16 @@ def run(coro: Coroutine[Any, Any, _T]) -> _T:
                 break
     except BaseException:  # KeyboardInterrupt, most likely
         helper.cancel()
-        thread.join()
+        # A helper interrupted before it was fully started still sees the
+        # cancel when its loop starts; only a started one can be joined.
+        if thread.ident is not None:
+            _join(thread)
         raise
     if not helper.done.is_set():  # the caller's task was cancelled
         helper.cancel()
-        thread.join()
+        _join(thread)
         raise asyncio.CancelledError()
-    thread.join()
+    _join(thread)
     error, helper.error = helper.error, None
     if error is not None:
         raise error

@@ -171,3 +171,20 @@ def test_ctrl_c_cancels_the_coroutine(child_factory, mode):
     rc, out, err = child.finish(WAIT)
     assert out.splitlines() == ["inner cancelled", "KeyboardInterrupt"], err
     assert rc == 0, err
+
+
+def test_the_helper_thread_is_gone_from_the_os_when_run_returns():
+    """run() returns only once the OS has forgotten its helper thread, so
+    a thread count taken right after it (the notebook's Stopwatch line)
+    is back at the baseline, 20 times in a row."""
+    import taskdemo
+
+    async def main():
+        counts = []
+        for _ in range(20):
+            before = taskdemo.thread_count()
+            run(asyncio.sleep(0))
+            counts.append(taskdemo.thread_count() - before)
+        return counts
+
+    assert asyncio.run(main()) == [0] * 20
