@@ -288,24 +288,23 @@ md("""
 Normally, we can just invoke `asyncio.run(demo())`. However, Jupyter's
 kernel runs its own event loop in this thread, and `asyncio.run` refuses to
 start inside a running loop. The original notebook ran the two sets in a
-child process (that cell comes next, for the record). `taskdemo.run(coro)`
-runs a coroutine whether or not a loop is already running: here it runs it
-with `asyncio.run` on a helper thread, in a copy of this cell's context, and
-waits. That helper thread is the `1t` the runs report: the coroutines
-themselves start no thread.
+child process (that cell comes further down, for the record). In a notebook
+cell we can simply `await` the coroutine: IPython runs the cell on the
+kernel's event loop, in this thread, so the runs report `0t`, as in the
+original: the coroutines start no thread.
 """)
 
 code("""
 recorder.clear()  # this set's timeline starts here
 with stopwatch('Set #3') as set_3:
-  taskdemo.run(demo_with_just_await(runs))
+  await demo_with_just_await(runs)
 set_3_timeline = recorder.timeline()
 """)
 
 code("""
 recorder.clear()  # this set's timeline starts here
 with stopwatch('Set #4') as set_4:
-  taskdemo.run(demo_with_explicit_task_creation(runs))
+  await demo_with_explicit_task_creation(runs)
 set_4_timeline = recorder.timeline()
 """)
 
@@ -313,6 +312,19 @@ code("""
 show_timelines(
   ('Set #3: one asyncio task awaits the three runs one after another', set_3_timeline),
   ('Set #4: three asyncio tasks, one event loop, one thread', set_4_timeline))
+""")
+
+md("""
+Top-level `await` works in a notebook, not in a script or a function.
+`taskdemo.run(coro)` runs a coroutine to its end from anywhere: with
+`asyncio.run` where no loop runs in this thread, and otherwise (as here) on a
+helper thread, in a copy of this cell's context, while this thread waits. That
+helper thread is the `1t` these runs report.
+""")
+
+code("""
+with stopwatch('Set #4 (taskdemo.run)'):
+  taskdemo.run(demo_with_explicit_task_creation(runs))
 """)
 
 md("""
@@ -468,8 +480,7 @@ own coroutines meanwhile: `loop.run_in_executor(pool, run_in_sync, ...)`
 returns an awaitable, so one `gather` can mix runs on the C pool's workers
 with native `run_in_async` coroutines. Here `+` and `-` run on two workers
 while `#` runs as a coroutine on the event loop: all three at once, about
-1 × `DELAY`. The runs report `3t`: the two workers and the helper thread of
-`taskdemo.run`.
+1 × `DELAY`. The runs report `2t`: the two workers.
 """)
 
 code("""
@@ -486,7 +497,7 @@ async def demo_with_the_c_pool(runs: List[str]):
 
 recorder.clear()  # this set's timeline starts here
 with stopwatch('Set #7') as set_7:
-  pool = taskdemo.run(demo_with_the_c_pool(runs))
+  pool = await demo_with_the_c_pool(runs)
 set_7_timeline = pool.timeline()
 """)
 
