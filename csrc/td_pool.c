@@ -706,6 +706,9 @@ int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
     *count = td_timeline_copy(&p->timeline, out, max);
     *dropped = p->timeline.dropped;
     pthread_mutex_unlock(&p->mu);
+    if (*count == 0) {
+        return TD_OK;   /* nothing to convert: skip the clock reads */
+    }
     /* Convert outside the lock, with a map made after the copy, so that
      * every stamp converted was read before the map's fresh pair. */
     td_ticks_map m;
