@@ -1,7 +1,8 @@
 /*
  * _taskdemo.c - the extension module: multi-phase init, module state, and
  * the small functions (native sleep/spin, thread_count, the Stopwatch type).
- * The future type lives in py_future.c, the executor in py_executor.c.
+ * The future type lives in py_future.c, the executor in py_executor.c,
+ * as_completed() and wait() in py_wait.c.
  *
  * Waiting: every blocking call waits in 50 ms slices with the GIL released
  * and runs signal handlers between slices (like acquire_timed in CPython's
@@ -480,7 +481,8 @@ static int module_exec(PyObject *module)
         return -1;
     }
     if (py_future_init_type(module, st) < 0 ||
-        py_executor_init_type(module, st) < 0) {
+        py_executor_init_type(module, st) < 0 ||
+        py_wait_init(module, st) < 0) {
         return -1;
     }
     return 0;
@@ -509,7 +511,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     for (int i = 0; i < PY_NSTATES; i++) {
         Py_VISIT(st->state_names[i]);
     }
-    return 0;
+    return py_wait_traverse(&st->wait, visit, arg);
 }
 
 static int module_clear(PyObject *module)
@@ -535,6 +537,7 @@ static int module_clear(PyObject *module)
     for (int i = 0; i < PY_NSTATES; i++) {
         Py_CLEAR(st->state_names[i]);
     }
+    py_wait_clear(&st->wait);
     return 0;
 }
 

@@ -41,6 +41,15 @@
  * as it could take part in a lasting cycle: a GC-tracked result or an
  * exception (tracebacks hold frames), a callback, a stdlib waiter, the
  * condition, or an attribute set on it (ensure_tracked).
+ *
+ * taskdemo.as_completed() and wait() (py_wait.c) skip `_waiters` for our
+ * futures: a future has one slot for a C waiter, and completion calls
+ * py_waiter_notify() directly (notify_cwaiter), with no Python method
+ * call, list or condition.  The slot is a borrowed pointer: the waiter
+ * holds a reference to the future for as long as it sits in the slot and
+ * empties the slot before dropping it, so the future never keeps the
+ * waiter alive and can stay untracked by the GC.  A second waiter on the
+ * same future falls back to `_waiters`.
  */
 #include "py_module.h"
 
@@ -64,6 +73,8 @@ typedef struct future_fields {
     _Atomic int state;
     _Atomic unsigned nwaiters;   /* threads in py_wait_word on state */
     int uses_condition;    /* `_condition` was handed out (GIL) */
+    int32_t cwaiter_index; /* the future's index in cwaiter (GIL) */
+    PyObject *cwaiter;     /* borrowed: a py_wait.c waiter, or NULL (GIL) */
 } future_fields;
 
 /* The type is never subclassed (no Py_TPFLAGS_BASETYPE), so the fields
@@ -193,6 +204,17 @@ static void notify_waiters(PyObject *self, const char *method)
     Py_DECREF(waiters);
 }
 
+/* Tells the C waiter in the slot, if any, that the future is done; it
+ * stays in the slot until it lets go of the future (py_future_unwatch).
+ * Runs no Python code, so it is atomic with the state change before it. */
+static void notify_cwaiter(PyObject *self, int how, int *owed_wake)
+{
+    future_fields *f = F(self);
+    if (f->cwaiter != NULL) {
+        py_waiter_notify(f->cwaiter, f->cwaiter_index, how, owed_wake);
+    }
+}
+
 /* Stores a new state and wakes the C-level waiters, or, when owed_wake is
  * not NULL, sets *owed_wake if there are waiters so the caller can wake
  * them later (see py_future_run). */
@@ -310,6 +332,8 @@ static int complete(PyObject *self, PyObject *result, PyObject *exc,
         ensure_tracked(self);
     }
     set_state_owing(self, PY_FINISHED, owed_wake);
+    notify_cwaiter(self, result != NULL ? PY_NOTIFY_RESULT
+                                        : PY_NOTIFY_EXCEPTION, owed_wake);
     notify_waiters(self, result != NULL ? "add_result" : "add_exception");
     exit_condition(fstate(self), cond, 1);
     invoke_callbacks(self);
@@ -329,6 +353,7 @@ static int start_or_notify_cancel(PyObject *self)
     int rc;
     if (state == PY_CANCELLED) {
         set_state(self, PY_CANCELLED_AND_NOTIFIED);
+        notify_cwaiter(self, PY_NOTIFY_CANCELLED, NULL);
         notify_waiters(self, "add_cancelled");
         rc = 0;
     } else if (state == PY_PENDING) {
@@ -383,6 +408,40 @@ void py_future_fail_in_fork_child(PyObject *self, PyObject *exc)
     Py_CLEAR(f->callbacks);
     Py_CLEAR(f->waiters);
     atomic_store(&f->state, PY_FINISHED);
+    /* A C waiter is only memory and the waitset (reset for the child), so
+     * telling it is safe, and a thread of the child iterating
+     * taskdemo.as_completed() over these futures does not hang. */
+    notify_cwaiter(self, PY_NOTIFY_EXCEPTION, NULL);
+}
+
+int py_future_watch(PyObject *self, PyObject *waiter, int32_t index,
+                    int *state)
+{
+    future_fields *f = F(self);
+    *state = atomic_load(&f->state);
+    if (f->cwaiter == waiter) {
+        return 0;
+    }
+    if (f->cwaiter != NULL) {
+        return -1;
+    }
+    f->cwaiter = waiter;
+    f->cwaiter_index = index;
+    return 1;
+}
+
+void py_future_unwatch(PyObject *self, PyObject *waiter)
+{
+    future_fields *f = F(self);
+    if (f->cwaiter == waiter) {
+        f->cwaiter = NULL;
+    }
+}
+
+int py_future_raised(PyObject *self)
+{
+    future_fields *f = F(self);
+    return atomic_load(&f->state) == PY_FINISHED && f->exception != NULL;
 }
 
 td_waitset *py_future_run(PyObject *self)

@@ -1,7 +1,7 @@
 /*
  * py_module.h - what the binding files (_taskdemo.c, py_future.c,
- * py_executor.c) share: the module state and the functions each file
- * exports to the others.  Only binding files include Python.h.
+ * py_executor.c, py_wait.c) share: the module state and the functions each
+ * file exports to the others.  Only binding files include Python.h.
  */
 #ifndef TD_PY_MODULE_H
 #define TD_PY_MODULE_H
@@ -27,6 +27,19 @@ enum {
 };
 
 typedef struct py_pool py_pool;
+
+/* What py_wait.c (taskdemo.as_completed and wait) keeps in the state. */
+typedef struct py_wait_state {
+    PyTypeObject *WaiterType;
+    PyTypeObject *AsCompletedType;
+    PyObject *std_as_completed;    /* concurrent.futures' own functions */
+    PyObject *std_wait;
+    PyObject *DoneAndNotDoneFutures;
+    PyObject *return_when[4];      /* _AS_COMPLETED, FIRST_COMPLETED, ... */
+    PyObject *monotonic;           /* time.monotonic */
+    PyObject *str_condition, *str_state, *str_waiters, *str_append,
+             *str_remove, *str_cancelled, *str_exception;   /* interned */
+} py_wait_state;
 
 typedef struct py_state {
     PyTypeObject *FutureType;
@@ -55,6 +68,7 @@ typedef struct py_state {
     unsigned long executor_counter;   /* names ThreadPoolExecutor-N */
     int exiting;           /* interpreter shutdown began: refuse new work */
     py_pool *pools;        /* every core pool not yet destroyed (GIL) */
+    py_wait_state wait;    /* py_wait.c */
 } py_state;
 
 /* Module state from any of our heap types, or from the module. */
@@ -90,10 +104,34 @@ PyObject *py_future_new_task(py_state *st, PyObject *fn, PyObject *args,
  * waking first would only make the waiter sleep again on the GIL.
  */
 td_waitset *py_future_run(PyObject *future);
+/*
+ * The C waiter slot (see py_wait.c), GIL held, no Python code run:
+ * py_future_watch puts waiter in the future's slot with its index there
+ * and returns 1, returns 0 if the slot already holds this waiter, -1 if it
+ * holds another one; *state gets the future's state either way.  Once done,
+ * the future calls py_waiter_notify(waiter, index, ...) exactly once.
+ * py_future_unwatch empties the slot if it holds waiter.
+ * py_future_raised: finished with an exception.
+ */
+int py_future_watch(PyObject *future, PyObject *waiter, int32_t index,
+                    int *state);
+void py_future_unwatch(PyObject *future, PyObject *waiter);
+int py_future_raised(PyObject *future);
 /* Completes a future with exc unless it is already done (GIL held). */
 void py_future_fail(PyObject *future, PyObject *exc);
 /* The same in a fork child, without callbacks, waiters or condition. */
 void py_future_fail_in_fork_child(PyObject *future, PyObject *exc);
+
+/* py_wait.c */
+enum { PY_NOTIFY_RESULT, PY_NOTIFY_EXCEPTION, PY_NOTIFY_CANCELLED };
+int py_wait_init(PyObject *module, py_state *st);
+int py_wait_traverse(py_wait_state *ws, visitproc visit, void *arg);
+void py_wait_clear(py_wait_state *ws);
+/* A watched future is done (how: PY_NOTIFY_*).  GIL held; runs no Python
+ * code.  Wakes the waiting thread, or, when owed_wake is not NULL, sets
+ * *owed_wake for the caller to wake it later (see py_future_run). */
+void py_waiter_notify(PyObject *waiter, int32_t index, int how,
+                      int *owed_wake);
 
 /* py_executor.c */
 int py_executor_init_type(PyObject *module, py_state *st);

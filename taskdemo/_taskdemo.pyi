@@ -1,6 +1,8 @@
 """Type stubs for taskdemo._taskdemo, the C extension."""
 import concurrent.futures
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from concurrent.futures._base import DoneAndNotDoneFutures
+from typing import (Any, Callable, Dict, Final, Iterable, Iterator, List,
+                    Optional, Tuple, TypeVar)
 
 from typing_extensions import ParamSpec
 
@@ -39,6 +41,34 @@ class ExecutorBase:
     def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
     def _stats(self) -> Dict[str, int]: ...
     def _timeline_raw(self) -> Tuple[List[Tuple[str, int, int, int, int]], int]: ...
+
+FIRST_COMPLETED: Final = "FIRST_COMPLETED"
+FIRST_EXCEPTION: Final = "FIRST_EXCEPTION"
+ALL_COMPLETED: Final = "ALL_COMPLETED"
+
+def as_completed(
+    fs: Iterable[concurrent.futures.Future[_T]], timeout: Optional[float] = ...
+) -> Iterator[concurrent.futures.Future[_T]]:
+    """concurrent.futures.as_completed(), with taskdemo futures watched in C.
+
+    Yields each distinct future of fs once it is done, those done already
+    first; TimeoutError after timeout seconds, counted from the first
+    next().  Releases the GIL while waiting; Ctrl-C raises
+    KeyboardInterrupt.
+    """
+
+def wait(
+    fs: Iterable[concurrent.futures.Future[_T]],
+    timeout: Optional[float] = ...,
+    return_when: str = ...,
+) -> DoneAndNotDoneFutures[_T]:
+    """concurrent.futures.wait(), with taskdemo futures watched in C.
+
+    Returns DoneAndNotDoneFutures(done, not_done), two sets, when
+    return_when (FIRST_COMPLETED, FIRST_EXCEPTION or ALL_COMPLETED) is met
+    or after timeout seconds.  Releases the GIL while waiting; Ctrl-C
+    raises KeyboardInterrupt.
+    """
 
 def sleep(seconds: float, /) -> None: ...
 def spin(seconds: float, /) -> None: ...

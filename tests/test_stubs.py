@@ -69,6 +69,25 @@ TASKDEMO_LINES: List[Tuple[str, object]] = [
     ("with pool as p: reveal_type(p)", "R: taskdemo.*ThreadPoolExecutor"),
 ]
 
+# as_completed/wait and their constants, as concurrent.futures.X (the
+# oracle) and as taskdemo.X: CTOR stands for the module here.
+WAIT_LINES: List[Tuple[str, object]] = [
+    ("fut: 'concurrent.futures.Future[int]' = concurrent.futures.Future()", None),
+    ("reveal_type(CTOR.as_completed([fut], timeout=1.5))",
+     R("typing.Iterator[concurrent.futures._base.Future[int]]")),
+    ("reveal_type(CTOR.wait([fut]))",   # mypy spells the NamedTuple out
+     r"R: (tuple\[set\[concurrent\.futures\._base\.Future\[int\]\], "
+     r"set\[concurrent\.futures\._base\.Future\[int\]\], fallback=)?"
+     r"concurrent\.futures\._base\.DoneAndNotDoneFutures\[int\]\]?"),
+    ("reveal_type(CTOR.wait({fut}, 1, CTOR.FIRST_COMPLETED).not_done)",
+     R("set[concurrent.futures._base.Future[int]]")),
+    ("done, not_done = CTOR.wait([fut], timeout=None, return_when=CTOR.ALL_COMPLETED)", None),
+    ("CTOR.wait([fut], return_when=CTOR.FIRST_EXCEPTION)", None),
+    ("CTOR.wait(fut)", "E: arg-type"),
+    ("CTOR.as_completed([fut], timeout='1')", "E: arg-type"),
+    ("CTOR.wait([fut], return_when=3)", "E: arg-type"),
+]
+
 HEADER = ["import concurrent.futures", "import taskdemo", "import taskdemo.native"]
 
 LINE_RE = re.compile(r"^[^:]+\.py:(\d+): (note|error): (.*?)(?:  \[([\w-]+)\])?$")
@@ -147,6 +166,14 @@ def test_executor_types_match_typeshed(tmp_path, which):
     shows the expectations themselves are right)."""
     found, numbers, out = _run_mypy(tmp_path, POOL_LINES, CONSTRUCTORS[which])
     problems = _mismatches(POOL_LINES, found, numbers)
+    assert not problems, "\n".join(problems) + "\n--- mypy ---\n" + out
+
+
+@pytest.mark.parametrize("module", ["concurrent.futures", "taskdemo"])
+def test_wait_functions_types_match_typeshed(tmp_path, module):
+    """taskdemo.as_completed/wait type-check as typeshed's do."""
+    found, numbers, out = _run_mypy(tmp_path, WAIT_LINES, module)
+    problems = _mismatches(WAIT_LINES, found, numbers)
     assert not problems, "\n".join(problems) + "\n--- mypy ---\n" + out
 
 
