@@ -150,17 +150,50 @@ class ExecutorAdapter(Adapter):
         pass   # each submitter waited for its own futures
 
 
-class Taskdemo(ExecutorAdapter):
+class TaskdemoExecutorAdapter(ExecutorAdapter):
+    """taskdemo's idiom for workload 3: its own as_completed and wait,
+    drop-ins for concurrent.futures' that watch its futures in C."""
+
+    # 3a. as_completed over N submitted futures.
+    def as_completed(self, pool, n):
+        submit = pool.submit
+        futures = [submit(f, i) for i in range(n)]
+        return [fut.result() for fut in taskdemo.as_completed(futures)]
+
+    # 3b. wait(ALL_COMPLETED) over N submitted futures.
+    def wait_all(self, pool, n):
+        submit = pool.submit
+        futures = [submit(f, i) for i in range(n)]
+        done, _ = taskdemo.wait(futures, return_when=taskdemo.ALL_COMPLETED)
+        return done
+
+
+class Taskdemo(TaskdemoExecutorAdapter):
     name = "taskdemo"
     label = "taskdemo"
     about = ("taskdemo.ThreadPoolExecutor, C pool and C futures, "
-             "timeline on (default timeline_size=4096)")
+             "timeline on (default timeline_size=4096); workload 3 with "
+             "taskdemo.as_completed/wait")
 
     def _make(self, workers):
         return taskdemo.ThreadPoolExecutor(max_workers=workers)
 
 
-class TaskdemoNoTimeline(ExecutorAdapter):
+class TaskdemoStdlibWait(ExecutorAdapter):
+    """taskdemo's pool driven by concurrent.futures.as_completed/wait, the
+    stdlib's Python code per future, side by side with taskdemo's own."""
+
+    name = "taskdemo_cf_wait"
+    label = "taskdemo, cf.as_completed/wait"
+    about = ("taskdemo.ThreadPoolExecutor (timeline on) with "
+             "concurrent.futures.as_completed/wait in workload 3")
+    workloads = {"3_as_completed", "3_wait_all"}
+
+    def _make(self, workers):
+        return taskdemo.ThreadPoolExecutor(max_workers=workers)
+
+
+class TaskdemoNoTimeline(TaskdemoExecutorAdapter):
     name = "taskdemo_notimeline"
     label = "taskdemo (timeline off)"
     about = "taskdemo.ThreadPoolExecutor(timeline_size=0): recording off"
@@ -380,8 +413,8 @@ class Loop(Adapter):
 def available():
     """The adapters that can run here, and {name: reason} for the others."""
     adapters, skipped = [], {}
-    for cls in (Taskdemo, TaskdemoNoTimeline, Stdlib, MpThreadPool,
-                FastThreadPool, Loop):
+    for cls in (Taskdemo, TaskdemoNoTimeline, TaskdemoStdlibWait, Stdlib,
+                MpThreadPool, FastThreadPool, Loop):
         try:
             adapters.append(cls())
         except ImportError as exc:

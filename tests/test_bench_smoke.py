@@ -17,8 +17,8 @@ TINY = ["--quick", "--rounds", "1", "--n", "200", "--n8", "160",
         "--mem-n", "200", "--latency-n", "20", "--ab-n", "200",
         "--ab-pairs", "1", "--delay", "0.02"]
 
-CORE_POOLS = {"taskdemo", "taskdemo_notimeline", "stdlib", "mp_threadpool",
-              "loop"}
+CORE_POOLS = {"taskdemo", "taskdemo_notimeline", "taskdemo_cf_wait",
+              "stdlib", "mp_threadpool", "loop"}
 CORE_WORKLOADS = {"1_in_order", "2_map", "3_as_completed", "3_wait_all",
                   "4_latency", "5_memory", "6_scaling_1", "7_seed_set1",
                   "7_seed_set2_w2", "7_seed_set2_w3", "8_workers_1",
