@@ -53,6 +53,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts background jobs with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: every child interpreter of the
+    # Ctrl-C tests would then never see KeyboardInterrupt.  A handler (not
+    # SIG_IGN) here makes children start with the default disposition.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # The test modules read TASKDEMO_SLOW when they are imported, which is
     # after this hook: --slow only has to set it.
     if config.getoption("--slow"):
