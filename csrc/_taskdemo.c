@@ -164,17 +164,19 @@ int py_wait_word(py_state *st, const _Atomic int *word, int expected,
 
 /* ---- native tasks ---------------------------------------------------- */
 
-/* Runs sleep or spin for the requested time in GIL-free slices, checking
- * for Ctrl-C between them when called on the main thread. */
+/* Runs sleep (elapsed time) or spin (this thread's CPU time) for the
+ * requested time in GIL-free slices, checking for Ctrl-C between them when
+ * called on the main thread. */
 static PyObject *run_native(PyObject *seconds, const char *what, int spin)
 {
     int64_t ns;
     if (seconds_to_ns(seconds, what, 0, 0, &ns) < 0) {
         return NULL;
     }
-    uint64_t deadline = td_clock_now_ns() + (uint64_t)ns;
+    uint64_t (*clock)(void) = spin ? td_clock_thread_cpu_ns : td_clock_now_ns;
+    uint64_t deadline = clock() + (uint64_t)ns;
     for (;;) {
-        uint64_t now = td_clock_now_ns();
+        uint64_t now = clock();
         if (now >= deadline) {
             Py_RETURN_NONE;
         }
@@ -207,8 +209,10 @@ static PyObject *native_sleep(PyObject *module, PyObject *seconds)
 
 PyDoc_STRVAR(spin_doc,
 "spin(seconds, /)\n--\n\n"
-"Keep one CPU busy for seconds in C with the GIL released (CPU-bound work\n"
-"that really runs in parallel on a thread pool).");
+"Keep one CPU busy in C, with the GIL released, until this thread has\n"
+"used seconds of CPU time: a fixed amount of CPU-bound work, so several\n"
+"spins on a thread pool take as long as one when each has a core, and\n"
+"longer when they share cores.");
 
 static PyObject *native_spin(PyObject *module, PyObject *seconds)
 {

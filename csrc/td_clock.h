@@ -18,10 +18,18 @@ uint64_t td_clock_now_ns(void);
 /* Sleeps at least ns nanoseconds (restarting after signals). */
 void td_clock_sleep_ns(uint64_t ns);
 
+/* CPU time the calling thread has used, in nanoseconds
+ * (CLOCK_THREAD_CPUTIME_ID): it stands still while the thread waits or
+ * while another thread has the core. */
+uint64_t td_clock_thread_cpu_ns(void);
+
 /*
- * Keeps the CPU busy for at least ns nanoseconds of monotonic time, doing
- * arithmetic that the compiler cannot remove.  Returns a value derived from
- * that arithmetic so callers can show the work happened.
+ * Keeps the CPU busy until the calling thread has used at least ns more
+ * nanoseconds of CPU time, doing arithmetic that the compiler cannot
+ * remove.  CPU time, not elapsed time, makes it a fixed amount of work: two
+ * spins on one core take twice as long as on two cores, which is what a
+ * demo of parallelism must show.  Returns a value derived from that
+ * arithmetic so callers can show the work happened.
  */
 uint64_t td_clock_spin_ns(uint64_t ns);
 

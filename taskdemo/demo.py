@@ -469,9 +469,9 @@ def set_9(delay: float = 1.0, workers: int = 2) -> SetResult:
 
     ``workers`` tasks each spin for ``CPU_FRACTION x delay`` seconds in C
     with the GIL released.  On one worker they run one after another; on
-    ``workers`` workers at the same time, each on its own core (with fewer
-    cores than workers the OS shares them out, and the spins, which run for
-    a wall-clock time, still end together).
+    ``workers`` workers at the same time, each on its own core.  A spin is
+    a fixed amount of CPU time, so with fewer free cores than workers the
+    OS shares the cores out and the set takes longer, as real work would.
     """
     ids = [_IDS[i % len(_IDS)] for i in range(workers)]
     seconds = delay * CPU_FRACTION
