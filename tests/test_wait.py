@@ -474,6 +474,49 @@ def test_cancelled_in_pool_are_notified(fns, impl, pools):
     assert [f.cancelled() for f in queued] == [False, True, False, True, False]
 
 
+def test_shutdown_cancel_futures_is_reported(fns):
+    """taskdemo's shutdown(cancel_futures=True) notifies the waiters of the
+    futures it cancels (the stdlib's pool only cancels them), so both
+    functions see them done instead of waiting forever."""
+    pool = taskdemo.ThreadPoolExecutor(max_workers=1)
+    gate, started = threading.Event(), threading.Event()
+    try:
+        running = pool.submit(lambda: started.set() or gate.wait(WAIT))
+        assert started.wait(WAIT)
+        queued = [pool.submit(abs, -i) for i in range(4)]
+        sentinel = taskdemo.Future()
+        sentinel.set_result(None)
+        it = fns.as_completed([sentinel] + queued, timeout=WAIT)
+        assert next(it) is sentinel   # watching the queued ones now
+        t = later(lambda: pool.shutdown(wait=False, cancel_futures=True))
+        assert set(it) == set(queued)
+        t.join()
+        assert all(f.cancelled() for f in queued)
+        assert fns.wait(queued, timeout=WAIT) == (set(queued), set())
+    finally:
+        gate.set()
+        pool.shutdown(wait=True)
+    assert running.result(timeout=WAIT) is True
+
+
+def test_iterator_in_a_reference_cycle_is_collected(fns, mk):
+    """An as_completed iterator that only a cycle keeps alive is collected
+    and stops watching, as the stdlib's generator is finalised."""
+    holder = mk()   # any future: its attribute closes the cycle
+    fs = [holder, mk(), mk()]
+    it = fns.as_completed(fs)
+    holder.set_result(0)
+    assert next(it) is holder
+    holder.cycle = [it, holder]
+    ref = weakref.ref(holder)
+    del it, holder, fs[0]
+    gc.collect()
+    assert ref() is None
+    assert waiters_of(fs) == []
+    for f in fs:   # the waiter is gone: completing must not reach it
+        f.set_result(1)
+
+
 def test_100k_futures(fns, impl, pools):
     n = 100_000
     pool = pools.new(max_workers=2)
