@@ -102,9 +102,10 @@ struct td_pool {
     char prefix[OS_NAME_MAX + 1];   /* immutable after create */
 };
 
-/* The pool whose worker the calling thread is, if any.  Per thread, so it
- * is not shared mutable state. */
+/* The pool whose worker the calling thread is, if any, and the worker's
+ * index.  Per thread, so it is not shared mutable state. */
 static _Thread_local const td_pool *current_pool;
+static _Thread_local unsigned current_index;
 
 static int init_monotonic_cond(pthread_cond_t *cv)
 {
@@ -284,6 +285,7 @@ static void *worker_main(void *opaque)
     w->tid = (long)syscall(SYS_gettid);
 #endif
     current_pool = p;
+    current_index = w->index;
     set_thread_name(p, w->index);
 
     int rc = TD_OK;
@@ -333,7 +335,7 @@ static void *worker_main(void *opaque)
             }
 
             pthread_mutex_lock(&p->mu);
-            if (p->timing) {
+            if (p->timing && t.tag != TD_POOL_TAG_UNRECORDED) {
                 /* Ticks go into the ring as they are; td_pool_timeline
                  * converts them to ns when they are read. */
                 td_task_record r = {t.submit_ticks, start, last_end,
@@ -718,6 +720,42 @@ int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
         out[i].start_ns = td_ticks_to_ns(&m, out[i].start_ns);
         out[i].end_ns = td_ticks_to_ns(&m, out[i].end_ns);
     }
+    return TD_OK;
+}
+
+int td_pool_timeline_add_run(td_pool *p, uint64_t submit, uint64_t start,
+                             const uint64_t *ends, size_t n, uint32_t tag)
+{
+    if (p == NULL || (ends == NULL && n > 0) || current_pool != p) {
+        return TD_EINVAL;
+    }
+    if (!p->timing || n == 0) {
+        return TD_OK;
+    }
+    /* Records are made in small batches on the stack and pushed with the
+     * lock held; a unit's start is the end before it. */
+    enum { BATCH = 64 };
+    td_task_record recs[BATCH];
+    pthread_mutex_lock(&p->mu);
+    size_t first = 0;
+    if (n > p->timeline.capacity) {
+        /* Only the last `capacity` can stay: the rest count as dropped,
+         * as pushing them all would count them. */
+        first = n - p->timeline.capacity;
+        p->timeline.dropped += first;
+        start = ends[first - 1];
+    }
+    for (size_t i = first; i < n;) {
+        size_t k = 0;
+        for (; k < BATCH && i < n; k++, i++) {
+            uint64_t s = start > submit ? start : submit;
+            uint64_t e = ends[i] > s ? ends[i] : s;
+            recs[k] = (td_task_record){submit, s, e, current_index, tag};
+            start = ends[i];
+        }
+        td_timeline_push_many(&p->timeline, recs, k);
+    }
+    pthread_mutex_unlock(&p->mu);
     return TD_OK;
 }
 

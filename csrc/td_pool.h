@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "td_common.h"
+#include "td_ticks.h"
 #include "td_timeline.h"
 
 typedef struct td_pool td_pool;   /* defined only in td_pool.c */
@@ -82,10 +83,39 @@ int td_pool_submit(td_pool *p, td_task_fn fn, void *arg);
 
 /*
  * td_pool_submit with a tag, a number the caller chooses to label the task
- * in the timeline (td_pool_submit uses 0).
+ * in the timeline (td_pool_submit uses 0).  TD_POOL_TAG_UNRECORDED keeps
+ * the task itself out of the timeline: for a task that runs several units
+ * of work and records each (td_pool_timeline_add_run).
  */
 int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
                           uint32_t tag);
+
+#define TD_POOL_TAG_UNRECORDED UINT32_MAX
+
+/*
+ * A timestamp in the units pool timelines keep internally (ticks, see
+ * td_ticks.h), for td_pool_timeline_add_run.  Inline and lock-free: a task
+ * that records its units of work takes one per unit.
+ */
+static inline uint64_t td_pool_stamp(void)
+{
+    return td_ticks_now();
+}
+
+/*
+ * From a task running on one of p's workers: records n units of work that
+ * the task ran itself, back to back, all queued at `submit` and labelled
+ * `tag`: unit 0 started at `start`, unit i ended at ends[i], and each next
+ * unit started when the one before it ended.  Times are td_pool_stamp()
+ * values.  One record per unit, as if each had been a task: on the calling
+ * worker, with submit <= start <= end (stamps read on two CPUs may
+ * disagree by a few ticks; the pool evens them out).  Takes the pool's
+ * lock once for all n, so a task can batch them.  Returns TD_OK (also when
+ * p keeps no timeline: nothing is recorded), or TD_EINVAL for NULL
+ * arguments or when not called from one of p's workers.
+ */
+int td_pool_timeline_add_run(td_pool *p, uint64_t submit, uint64_t start,
+                             const uint64_t *ends, size_t n, uint32_t tag);
 
 /*
  * Copies the timeline, oldest first: at most max records into out, their

@@ -48,6 +48,36 @@ void td_timeline_push(td_timeline *tl, const td_task_record *r)
     tl->count++;
 }
 
+void td_timeline_push_many(td_timeline *tl, const td_task_record *r,
+                           size_t n)
+{
+    size_t cap = tl->capacity;
+    if (cap == 0 || n == 0) {
+        return;
+    }
+    if (n >= cap) {
+        /* Only the newest cap records survive: they fill the ring. */
+        tl->dropped += tl->count + (n - cap);
+        memcpy(tl->ring, r + (n - cap), cap * sizeof(*r));
+        tl->head = 0;
+        tl->count = cap;
+        return;
+    }
+    size_t tail = (tl->head + tl->count) % cap;
+    size_t first = cap - tail < n ? cap - tail : n;
+    memcpy(tl->ring + tail, r, first * sizeof(*r));
+    memcpy(tl->ring, r + first, (n - first) * sizeof(*r));
+    if (tl->count + n > cap) {
+        /* The new records overwrote the oldest ones. */
+        size_t over = tl->count + n - cap;
+        tl->dropped += over;
+        tl->head = (tl->head + over) % cap;
+        tl->count = cap;
+    } else {
+        tl->count += n;
+    }
+}
+
 size_t td_timeline_copy(const td_timeline *tl, td_task_record *out,
                         size_t max)
 {

@@ -46,6 +46,11 @@ void td_timeline_destroy(td_timeline *tl);
 /* Appends a record, overwriting the oldest one when full. */
 void td_timeline_push(td_timeline *tl, const td_task_record *r);
 
+/* Appends n records in order, as n td_timeline_push calls would, but
+ * copies at most two runs of them (and none that would be overwritten). */
+void td_timeline_push_many(td_timeline *tl, const td_task_record *r,
+                           size_t n);
+
 /* Copies up to max records, oldest first, into out; returns how many. */
 size_t td_timeline_copy(const td_timeline *tl, td_task_record *out,
                         size_t max);

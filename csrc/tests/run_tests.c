@@ -52,9 +52,14 @@
     X(sw_real_clock)                                                        \
     X(timeline_off_keeps_nothing)                                           \
     X(timeline_ring_drops_oldest)                                           \
+    X(timeline_push_many_as_pushes)                                         \
     X(pool_timeline_records_every_task)                                     \
     X(pool_timeline_bounded)                                                \
     X(pool_timeline_off)                                                    \
+    X(pool_timeline_add_run_records_units)                                  \
+    X(pool_timeline_add_run_longer_than_ring)                               \
+    X(pool_timeline_add_run_errors)                                         \
+    X(pool_timeline_add_run_without_timeline)                               \
     X(ticks_monotonic_per_thread)                                           \
     X(ticks_convert_accuracy)                                               \
     X(ticks_convert_keeps_order)                                            \

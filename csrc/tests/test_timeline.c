@@ -50,6 +50,43 @@ TEST(timeline_ring_drops_oldest)
     td_timeline_destroy(&tl);
 }
 
+TEST(timeline_push_many_as_pushes)
+{
+    /* Batches of every size, on rings of several sizes, end up exactly as
+     * the same records pushed one at a time. */
+    for (size_t cap = 1; cap <= 7; cap++) {
+        td_timeline one, many;
+        ASSERT_EQ(TD_OK, td_timeline_init(&one, cap));
+        ASSERT_EQ(TD_OK, td_timeline_init(&many, cap));
+        uint32_t tag = 0;
+        for (size_t n = 0; n <= 2 * cap + 1; n++) {
+            td_task_record batch[16];
+            for (size_t i = 0; i < n; i++) {
+                batch[i] = rec(tag++);
+                td_timeline_push(&one, &batch[i]);
+            }
+            td_timeline_push_many(&many, batch, n);
+            td_task_record a[8], b[8];
+            size_t na = td_timeline_copy(&one, a, 8);
+            ASSERT_EQ(na, td_timeline_copy(&many, b, 8));
+            for (size_t i = 0; i < na; i++) {
+                ASSERT_EQ(a[i].tag, b[i].tag);
+                ASSERT_EQ(a[i].end_ns, b[i].end_ns);
+            }
+            ASSERT_EQ(one.dropped, many.dropped);
+        }
+        td_timeline_destroy(&one);
+        td_timeline_destroy(&many);
+    }
+    td_timeline off;
+    ASSERT_EQ(TD_OK, td_timeline_init(&off, 0));
+    td_task_record r = rec(1);
+    td_timeline_push_many(&off, &r, 1);
+    ASSERT_EQ(0, off.count);
+    ASSERT_EQ(0, off.dropped);
+    td_timeline_destroy(&off);
+}
+
 static void noop_task(void *arg)
 {
     atomic_fetch_add((atomic_long *)arg, 1);
@@ -136,5 +173,136 @@ TEST(pool_timeline_off)
     ASSERT_EQ(TD_OK, td_pool_timeline(p, NULL, 0, &count, &dropped));
     ASSERT_EQ(0, count);
     ASSERT_EQ(0, dropped);
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
+/* A task that runs three units of work itself and records them as one
+ * run, as the binding's map runners do. */
+typedef struct units_ctx {
+    td_pool *pool;
+    int add_rc;
+    uint64_t submit;
+} units_ctx;
+
+static void units_task(void *arg)
+{
+    units_ctx *c = arg;
+    uint64_t start = td_pool_stamp();
+    uint64_t ends[3];
+    ends[0] = td_pool_stamp();
+    ends[1] = td_pool_stamp();
+    /* An end before its start (stamps from two CPUs can disagree): the
+     * pool must put it back in order. */
+    ends[2] = ends[1] - 1;
+    c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, start, ends, 3,
+                                         100);
+}
+
+TEST(pool_timeline_add_run_records_units)
+{
+    td_pool_config cfg = {1, "tl", NULL, 16};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    uint64_t before = td_clock_now_ns();
+    units_ctx c = {p, -99, td_pool_stamp()};
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, units_task, &c,
+                                           TD_POOL_TAG_UNRECORDED));
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    uint64_t after = td_clock_now_ns();
+    ASSERT_EQ(TD_OK, c.add_rc);
+
+    td_task_record out[8];
+    size_t count = 0;
+    uint64_t dropped = 1;
+    ASSERT_EQ(TD_OK, td_pool_timeline(p, out, 8, &count, &dropped));
+    /* The three units, back to back, and not the task that ran them. */
+    ASSERT_EQ(3, count);
+    ASSERT_EQ(0, dropped);
+    for (size_t i = 0; i < count; i++) {
+        ASSERT_EQ(100, out[i].tag);
+        ASSERT_EQ(0, out[i].worker);   /* filled in by the pool */
+        ASSERT_U64_LE(before, out[i].submit_ns + HARNESS_TICKS_SLACK_NS);
+        ASSERT_U64_LE(out[i].submit_ns, out[i].start_ns);
+        ASSERT_U64_LE(out[i].start_ns, out[i].end_ns);
+        ASSERT_U64_LE(out[i].end_ns, after + HARNESS_TICKS_SLACK_NS);
+        if (i > 0) {
+            ASSERT_U64_LE(out[i - 1].end_ns, out[i].start_ns);
+        }
+    }
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
+/* A run longer than the ring: only its last records stay, the others
+ * count as dropped, as if pushed one by one. */
+static void long_run_task(void *arg)
+{
+    units_ctx *c = arg;
+    uint64_t ends[10];
+    for (int i = 0; i < 10; i++) {
+        ends[i] = c->submit + 10 * (uint64_t)(i + 1);
+    }
+    c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, c->submit,
+                                         ends, 10, 7);
+}
+
+TEST(pool_timeline_add_run_longer_than_ring)
+{
+    td_pool_config cfg = {1, "tl", NULL, 4};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    units_ctx c = {p, -99, td_pool_stamp()};
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, long_run_task, &c,
+                                           TD_POOL_TAG_UNRECORDED));
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, long_run_task, &c,
+                                           TD_POOL_TAG_UNRECORDED));
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    ASSERT_EQ(TD_OK, c.add_rc);
+    td_task_record out[8];
+    size_t count = 0;
+    uint64_t dropped = 0;
+    ASSERT_EQ(TD_OK, td_pool_timeline(p, out, 8, &count, &dropped));
+    ASSERT_EQ(4, count);
+    ASSERT_EQ(16, dropped);
+    /* The last four units of the second run, each starting where the one
+     * before ended. */
+    for (size_t i = 1; i < count; i++) {
+        ASSERT_U64_LE(out[i - 1].start_ns, out[i].start_ns);
+        ASSERT_U64_LE(out[i - 1].end_ns, out[i].start_ns);
+    }
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
+TEST(pool_timeline_add_run_errors)
+{
+    td_pool_config cfg = {1, "tl", NULL, 16};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    uint64_t ends[1] = {3};
+    /* Only a task of the pool may add records. */
+    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(p, 1, 2, ends, 1, 7));
+    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(NULL, 1, 2, ends, 1, 7));
+    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(p, 1, 2, NULL, 1, 7));
+    size_t count = 1;
+    uint64_t dropped = 1;
+    ASSERT_EQ(TD_OK, td_pool_timeline(p, NULL, 0, &count, &dropped));
+    ASSERT_EQ(0, count);
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
+TEST(pool_timeline_add_run_without_timeline)
+{
+    /* No timeline: adding a run is a no-op. */
+    td_pool_config cfg = {1, "tl", NULL, 0};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    units_ctx c = {p, -99, td_pool_stamp()};
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, units_task, &c,
+                                           TD_POOL_TAG_UNRECORDED));
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    ASSERT_EQ(TD_OK, c.add_rc);
+    size_t count = 1;
+    uint64_t dropped = 1;
+    ASSERT_EQ(TD_OK, td_pool_timeline(p, NULL, 0, &count, &dropped));
+    ASSERT_EQ(0, count);
     ASSERT_EQ(TD_OK, td_pool_destroy(p));
 }
