@@ -486,6 +486,7 @@ static int module_exec(PyObject *module)
     }
     if (py_future_init_type(module, st) < 0 ||
         py_executor_init_type(module, st) < 0 ||
+        py_map_init_types(module, st) < 0 ||
         py_wait_init(module, st) < 0) {
         return -1;
     }
@@ -498,6 +499,8 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FutureType);
     Py_VISIT(st->ExecutorType);
     Py_VISIT(st->StopwatchType);
+    Py_VISIT(st->MapJobType);
+    Py_VISIT(st->MapIterType);
     Py_VISIT(st->TaskError);
     Py_VISIT(st->BaseFuture);
     Py_VISIT(st->CancelledError);
@@ -524,6 +527,8 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->FutureType);
     Py_CLEAR(st->ExecutorType);
     Py_CLEAR(st->StopwatchType);
+    Py_CLEAR(st->MapJobType);
+    Py_CLEAR(st->MapIterType);
     Py_CLEAR(st->TaskError);
     Py_CLEAR(st->BaseFuture);
     Py_CLEAR(st->CancelledError);

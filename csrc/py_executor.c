@@ -52,6 +52,7 @@ struct py_pool {
     int forked;              /* inherited by this child of fork() */
     int orphaned;            /* its executor was deallocated */
     int joiners;             /* threads in join_workers: do not free */
+    py_map_job *map_jobs;    /* map jobs with runners (GIL), py_map.c */
     py_pool *prev, *next;    /* st->pools, guarded by the GIL */
 };
 
@@ -104,10 +105,15 @@ static void pay_owed_wake(void)
     }
 }
 
+static void run_map_task(void *arg);
+
 static void fail_with_broken(void *ctx, td_task_fn fn, void *arg)
 {
-    (void)fn;
     py_pool *pp = ctx;
+    if (fn == run_map_task) {
+        py_map_runner_dropped(arg);   /* its job was failed already */
+        return;
+    }
     PyObject *exc = PyObject_CallOneArg(pp->st->BrokenThreadPool,
                                         pp->broken);
     if (exc == NULL) {
@@ -151,6 +157,15 @@ static void initializer_failed(py_pool *pp, PyObject *exc)
             return;
         }
     }
+    /* Map items not started fail as the queued futures do, even those of
+     * jobs whose runners all run already. */
+    PyObject *broken = PyObject_CallOneArg(pp->st->BrokenThreadPool,
+                                           pp->broken);
+    if (broken == NULL) {
+        broken = td_fetch_exception();
+    }
+    py_map_stop_all(pp->map_jobs, broken, 0);
+    Py_XDECREF(broken);
     td_pool_drain(pp->core, fail_with_broken, pp);
 }
 
@@ -217,15 +232,20 @@ static void worker_exit(void *ctx)
     pay_owed_wake();
 }
 
-/* The td_task_fn of every Python task: arg is the future, carrying the
- * queue's reference. */
-static void run_task(void *arg)
+/* Whether this worker has held the GIL for long enough to let others in.
+ * Reading the clock costs ~25 ns, as much as a fifth of a trivial task,
+ * so look only every GIL_CHECK_EVERY tasks. */
+static int gil_held_too_long(void)
 {
-    /* Reading the clock costs ~25 ns, as much as a fifth of a trivial
-     * task, so look only every GIL_CHECK_EVERY tasks. */
-    if (tls.holds_gil && ++tls.tasks_since_check >= GIL_CHECK_EVERY &&
-        (tls.tasks_since_check = 0,
-         td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS)) {
+    return tls.holds_gil && ++tls.tasks_since_check >= GIL_CHECK_EVERY &&
+           (tls.tasks_since_check = 0,
+            td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS);
+}
+
+/* The start of every task: the GIL, and no wake-up left owing. */
+static void begin_task(void)
+{
+    if (gil_held_too_long()) {
         /* Builtins called as tasks never reach the eval loop's switch
          * check; let waiting threads in between tasks.  This happens here,
          * not after the last task: the GIL must not be given up between
@@ -237,10 +257,40 @@ static void run_task(void *arg)
      * not wait for this one too. */
     pay_owed_wake();
     take_gil();
+}
+
+/* The td_task_fn of every Python task: arg is the future, carrying the
+ * queue's reference. */
+static void run_task(void *arg)
+{
+    begin_task();
     tls.owed_wake = py_future_run(arg);
     Py_DECREF((PyObject *)arg);
     /* The wake is paid by worker_idle, once the queue is empty and the GIL
      * given back, or by the next task. */
+}
+
+/* The td_task_fn of a map job's runner: arg is the job, carrying the
+ * queue's reference.  The runner runs many items in one task. */
+static void run_map_task(void *arg)
+{
+    begin_task();
+    tls.owed_wake = py_map_run(arg);
+    Py_DECREF((PyObject *)arg);
+}
+
+int py_worker_breathe(void)
+{
+    if (!tls.holds_gil ||
+        td_clock_now_ns() - tls.gil_since_ns <= GIL_HOLD_NS) {
+        return 0;
+    }
+    /* Between two map items, with the job's reference still held, the
+     * GIL may go: a fork meanwhile reports the runner as lost, once. */
+    give_gil();
+    pay_owed_wake();
+    take_gil();
+    return 1;
 }
 
 static const td_pool_hooks worker_hooks_template = {
@@ -278,6 +328,10 @@ static void registry_remove(py_pool *pp)
 /* Frees a py_pool whose workers are all joined (GIL held). */
 static void pool_free(py_pool *pp)
 {
+    /* A job still listed had runners no worker will ever run: let its
+     * iterator raise instead of waiting for them. */
+    py_map_stop_all(pp->map_jobs, NULL, 1);
+    py_map_detach_all(&pp->map_jobs);
     registry_remove(pp);
     td_pool_destroy(pp->core);
     Py_CLEAR(pp->initializer);
@@ -382,6 +436,7 @@ PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
             /* Ctrl-C at exit: cancel what has not started, so workers
              * finish soon instead of running into finalisation. */
             for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+                py_map_stop_all(pp->map_jobs, NULL, 0);
                 td_pool_drain(pp->core, cancel_queued, NULL);
             }
             return NULL;
@@ -391,30 +446,39 @@ PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-/* Collects the futures td_pool_after_fork_child reports (no Python code
- * may run meanwhile: a callback could reach a pool being walked). */
+/* Collects the futures and map runners td_pool_after_fork_child reports
+ * (no Python code may run meanwhile: a callback could reach a pool being
+ * walked). */
+typedef struct lost_task {
+    td_task_fn fn;
+    PyObject *arg;
+} lost_task;
+
 typedef struct lost_futures {
-    PyObject **items;
+    lost_task *items;
     size_t count, capacity;
 } lost_futures;
 
 static void collect_lost(void *ctx, td_task_fn fn, void *arg)
 {
-    (void)fn;
     lost_futures *lost = ctx;
     if (lost->count == lost->capacity) {
         size_t cap = lost->capacity ? lost->capacity * 2 : 64;
-        PyObject **grown = PyMem_Realloc(lost->items, cap * sizeof(*grown));
+        lost_task *grown = PyMem_Realloc(lost->items, cap * sizeof(*grown));
         if (grown == NULL) {
             /* Out of memory: drop the reference uncompleted (a waiter in
              * the child would wait, but nothing is corrupted). */
-            Py_DECREF((PyObject *)arg);
+            if (fn == run_map_task) {
+                py_map_runner_dropped(arg);
+            } else {
+                Py_DECREF((PyObject *)arg);
+            }
             return;
         }
         lost->items = grown;
         lost->capacity = cap;
     }
-    lost->items[lost->count++] = arg;
+    lost->items[lost->count++] = (lost_task){fn, arg};
 }
 
 PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused)
@@ -441,21 +505,37 @@ PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused)
         pp->shutdown = 1;
         td_pool_after_fork_child(pp->core, collect_lost, &lost);
     }
+    int jobs = 0;
+    for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+        jobs |= pp->map_jobs != NULL;
+    }
     PyObject *exc = NULL;
-    if (lost.count > 0) {
+    if (lost.count > 0 || jobs) {
         exc = PyObject_CallFunction(
             PyExc_RuntimeError, "s",
             "this task was queued or running in a taskdemo pool when the "
             "process forked; the pool's threads do not exist in the child");
     }
-    for (size_t i = 0; i < lost.count; i++) {
-        if (exc != NULL) {
-            py_future_fail_in_fork_child(lost.items[i], exc);
+    if (exc != NULL) {
+        /* Map items that had not finished never will: their runners'
+         * threads are gone, or the one that forked stops after its item. */
+        for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
+            py_map_stop_all(pp->map_jobs, exc, 1);
         }
-        Py_DECREF(lost.items[i]);   /* the queue's or the lost worker's */
+    }
+    for (size_t i = 0; i < lost.count; i++) {
+        lost_task t = lost.items[i];
+        if (t.fn == run_map_task) {
+            py_map_runner_dropped(t.arg);
+            continue;
+        }
+        if (exc != NULL) {
+            py_future_fail_in_fork_child(t.arg, exc);
+        }
+        Py_DECREF(t.arg);   /* the queue's or the lost worker's */
     }
     PyMem_Free(lost.items);
-    if (lost.count > 0 && exc == NULL) {
+    if ((lost.count > 0 || jobs) && exc == NULL) {
         return NULL;
     }
     Py_XDECREF(exc);
@@ -731,6 +811,74 @@ PyDoc_STRVAR(timeline_raw_doc,
 
 static PyObject *executor_timeline_raw(PyObject *op, PyObject *unused);
 
+int py_pool_check_open(py_pool *pp)
+{
+    py_state *st = pp->st;
+    if (pp->broken != NULL) {
+        PyErr_SetObject(st->BrokenThreadPool, pp->broken);
+        return -1;
+    }
+    if (pp->forked) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures on a pool inherited "
+                        "across fork(); create a new pool in the child");
+        return -1;
+    }
+    if (pp->shutdown) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures after shutdown");
+        return -1;
+    }
+    if (st->exiting) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot schedule new futures after interpreter "
+                        "shutdown");
+        return -1;
+    }
+    return 0;
+}
+
+py_pool *py_executor_pool(PyObject *executor)
+{
+    return live_pool((executor_object *)executor);
+}
+
+td_pool *py_pool_core(py_pool *pp)
+{
+    return pp->core;
+}
+
+unsigned py_pool_max_workers(py_pool *pp)
+{
+    return pp->max_workers;
+}
+
+int py_pool_timing(py_pool *pp)
+{
+    return pp->timeline_size > 0;
+}
+
+uint32_t py_pool_tag(py_pool *pp, PyObject *fn)
+{
+    return pp->timeline_size > 0 ? label_tag(pp, fn) : 0;
+}
+
+py_map_job **py_pool_map_jobs(py_pool *pp)
+{
+    return &pp->map_jobs;
+}
+
+int py_pool_submit_runner(py_pool *pp, PyObject *job)
+{
+    Py_INCREF(job);   /* the queue's reference, dropped by run_map_task */
+    int rc = td_pool_submit_tagged(pp->core, run_map_task, job,
+                                   TD_POOL_TAG_UNRECORDED);
+    if (rc != TD_OK) {
+        Py_DECREF(job);
+    }
+    return rc;
+}
+
 PyDoc_STRVAR(submit_doc,
 "submit(fn, /, *args, **kwargs)\n--\n\n"
 "Schedule fn(*args, **kwargs) on a worker and return its Future.\n\n"
@@ -758,25 +906,7 @@ static PyObject *executor_submit(PyObject *op, PyObject *const *args,
                      Py_TYPE(fn)->tp_name);
         return NULL;
     }
-    if (pp->broken != NULL) {
-        PyErr_SetObject(st->BrokenThreadPool, pp->broken);
-        return NULL;
-    }
-    if (pp->forked) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot schedule new futures on a pool inherited "
-                        "across fork(); create a new pool in the child");
-        return NULL;
-    }
-    if (pp->shutdown) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot schedule new futures after shutdown");
-        return NULL;
-    }
-    if (st->exiting) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot schedule new futures after interpreter "
-                        "shutdown");
+    if (py_pool_check_open(pp) < 0) {
         return NULL;
     }
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -823,7 +953,10 @@ static PyObject *executor_submit(PyObject *op, PyObject *const *args,
 static void cancel_queued(void *ctx, td_task_fn fn, void *arg)
 {
     (void)ctx;
-    (void)fn;
+    if (fn == run_map_task) {
+        py_map_runner_dropped(arg);   /* its job was stopped already */
+        return;
+    }
     PyObject *future = arg;
     /* cancel() then notify: unlike the stdlib, which only cancels, waiters
      * in as_completed() and wait() hear of it instead of hanging. */
@@ -862,6 +995,9 @@ static PyObject *executor_shutdown(PyObject *op, PyObject *args,
     }
     pp->shutdown = 1;
     if (cancel_futures) {
+        /* Map items not started are cancelled as queued futures are, even
+         * those of jobs whose runners all run already. */
+        py_map_stop_all(pp->map_jobs, NULL, 0);
         td_pool_drain(pp->core, cancel_queued, NULL);
     }
     td_pool_shutdown(pp->core);
@@ -999,6 +1135,8 @@ static void executor_dealloc(PyObject *op)
 static PyMethodDef executor_methods[] = {
     {"submit", (PyCFunction)(void (*)(void))executor_submit,
      METH_FASTCALL | METH_KEYWORDS, submit_doc},
+    {"map", (PyCFunction)(void (*)(void))py_map,
+     METH_FASTCALL | METH_KEYWORDS, py_map_doc},
     {"shutdown", (PyCFunction)(void (*)(void))executor_shutdown,
      METH_VARARGS | METH_KEYWORDS, shutdown_doc},
     {"_timeline_raw", executor_timeline_raw, METH_NOARGS, timeline_raw_doc},

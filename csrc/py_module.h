@@ -27,6 +27,7 @@ enum {
 };
 
 typedef struct py_pool py_pool;
+typedef struct py_map_job py_map_job;
 
 /* What py_wait.c (taskdemo.as_completed and wait) keeps in the state. */
 typedef struct py_wait_state {
@@ -45,6 +46,8 @@ typedef struct py_state {
     PyTypeObject *FutureType;
     PyTypeObject *ExecutorType;
     PyTypeObject *StopwatchType;
+    PyTypeObject *MapJobType;      /* py_map.c */
+    PyTypeObject *MapIterType;
     PyObject *TaskError;
 
     /* Borrowed from concurrent.futures and threading at exec time. */
@@ -138,5 +141,43 @@ int py_executor_init_type(PyObject *module, py_state *st);
 PyObject *py_executors_shutdown_all(PyObject *module, PyObject *unused);
 PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused);
 void py_executors_clear_all(py_state *st);
+/* For py_map.c (GIL held).  The executor's pool, or NULL with an
+ * exception; -1 with the stdlib's exception when pp takes no new work;
+ * the core, max_workers, whether it keeps a timeline, the timeline tag
+ * for fn, and the head of its list of map jobs with runners. */
+py_pool *py_executor_pool(PyObject *executor);
+int py_pool_check_open(py_pool *pp);
+td_pool *py_pool_core(py_pool *pp);
+unsigned py_pool_max_workers(py_pool *pp);
+int py_pool_timing(py_pool *pp);
+uint32_t py_pool_tag(py_pool *pp, PyObject *fn);
+py_map_job **py_pool_map_jobs(py_pool *pp);
+/* Queues a runner of the map job; the queue holds a new reference.
+ * Returns a TD_* code. */
+int py_pool_submit_runner(py_pool *pp, PyObject *job);
+/* On a worker, between units of work of one task: gives the GIL to other
+ * threads if this worker has held it too long.  Returns 1 if it did.  It
+ * reads the clock: call it every few dozen units, not after each. */
+int py_worker_breathe(void);
+
+/* py_map.c */
+int py_map_init_types(PyObject *module, py_state *st);
+/* ExecutorBase.map(fn, *iterables, timeout=None, chunksize=1). */
+extern const char py_map_doc[];
+PyObject *py_map(PyObject *executor, PyObject *const *args,
+                 Py_ssize_t nargs, PyObject *kwnames);
+/* A runner task's body, GIL held: runs items until none is left.  Like
+ * py_future_run, returns the waitset to wake once the GIL is given up, or
+ * NULL.  The caller then drops the queue's reference to the job. */
+td_waitset *py_map_run(PyObject *job);
+/* A queued runner that will never run (drained, lost in fork): forgets it
+ * and drops the queue's reference. */
+void py_map_runner_dropped(PyObject *job);
+/* Stops every job on a pool's list: items not started never start, and
+ * raise exc when reached (NULL: CancelledError); with running_too, so do
+ * items running now (their threads are gone after fork()). */
+void py_map_stop_all(py_map_job *list, PyObject *exc, int running_too);
+/* Takes every job off the list (the pool is being freed). */
+void py_map_detach_all(py_map_job **list);
 
 #endif /* TD_PY_MODULE_H */

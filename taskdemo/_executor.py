@@ -1,25 +1,11 @@
 """taskdemo.ThreadPoolExecutor: the C pool behind the stdlib's interface."""
 import concurrent.futures
-import time
-from typing import (TYPE_CHECKING, Any, Callable, Iterable, Iterator, List,
-                    Optional, TypeVar)
-
-_T = TypeVar("_T")
+from typing import TYPE_CHECKING
 
 from ._taskdemo import ExecutorBase
 
 if TYPE_CHECKING:
     from .timeline import Timeline
-
-
-def _result_or_cancel(future: "concurrent.futures.Future[_T]",
-                      timeout: Optional[float] = None) -> _T:
-    try:
-        return future.result(timeout)
-    finally:
-        # If result() raised (timeout, Ctrl-C), do not leave the call
-        # queued; cancel() is a no-op on a finished future.
-        future.cancel()
 
 
 class ThreadPoolExecutor(ExecutorBase,
@@ -30,7 +16,8 @@ class ThreadPoolExecutor(ExecutorBase,
     initializer=None, initargs=())`` behaves as the stdlib's: workers are
     pthreads started lazily up to ``max_workers`` (default ``min(32,
     cpu_count + 4)``), named ``{prefix}_{i}``, and reused when idle.
-    ``submit`` returns a C future that is a ``concurrent.futures.Future``.
+    ``submit`` returns a C future that is a ``concurrent.futures.Future``;
+    ``map`` runs its calls in C without a future per call.
 
     Beyond the stdlib: ``timeline()`` returns what ran when (see there;
     keyword-only ``timeline_size`` bounds it), and each task runs in a copy
@@ -50,56 +37,6 @@ class ThreadPoolExecutor(ExecutorBase,
     refuses work with ``RuntimeError`` and fails the futures it held,
     without running their callbacks.
     """
-
-    def map(self, fn: Callable[..., _T], *iterables: Iterable[Any],
-            timeout: Optional[float] = None,
-            chunksize: int = 1) -> Iterator[_T]:
-        """Return an iterator of fn(*args) over zip(*iterables), in order.
-
-        Every call is submitted at once; results are yielded as they come
-        in order, and a call's exception is raised when its result is
-        reached.  ``timeout`` (seconds) bounds the whole iteration, from
-        this call on.  ``chunksize`` is accepted for compatibility (the
-        stdlib ignores it for threads) but must be an int >= 1.
-        """
-        if not callable(fn):
-            raise TypeError(
-                f"map() needs a callable, not {type(fn).__name__}")
-        if isinstance(chunksize, bool) or not isinstance(chunksize, int):
-            raise TypeError("chunksize must be an int")
-        if chunksize < 1:
-            raise ValueError("chunksize must be >= 1.")
-        end_time = None
-        if timeout is not None:
-            try:
-                if isinstance(timeout, (str, bytes)):
-                    raise TypeError
-                seconds = float(timeout)
-            except (TypeError, ValueError):
-                raise TypeError("timeout must be a number of seconds, not "
-                                f"{type(timeout).__name__}") from None
-            if seconds != seconds:
-                raise ValueError("timeout must not be NaN")
-            end_time = seconds + time.monotonic()
-        futures = [self.submit(fn, *args) for args in zip(*iterables)]
-        return self._results(futures, end_time)
-
-    @staticmethod
-    def _results(futures: "List[concurrent.futures.Future[_T]]",
-                 end_time: Optional[float]) -> Iterator[_T]:
-        # A generator of its own, so map() submits everything before the
-        # caller starts iterating, as the stdlib documents.
-        try:
-            futures.reverse()
-            while futures:
-                if end_time is None:
-                    yield _result_or_cancel(futures.pop())
-                else:
-                    yield _result_or_cancel(futures.pop(),
-                                            end_time - time.monotonic())
-        finally:
-            for future in futures:
-                future.cancel()
 
     def timeline(self) -> "Timeline":
         """Return what this pool ran, when and on which worker.

@@ -1,0 +1,1030 @@
+/*
+ * py_map.c - ExecutorBase.map(): one job per call, no future per item.
+ *
+ * map(fn, *iterables) collects its inputs at the call, as the stdlib does
+ * (zip(*iterables) consumed at once, its errors raised by map itself),
+ * into a map job: fn, a flat array of arguments (nargs per item, no
+ * tuples; once an item ran, its first slot holds its outcome), a state
+ * byte per item, and a copy of the caller's contextvars context.  It then
+ * queues min(items, max_workers) runners, ordinary pool tasks that each
+ * claim the next unstarted item, run fn(*args) in a copy of that context
+ * (as submit() runs each task; see "contexts" below), store the result or
+ * the exception, and go on until no item is left.  The returned
+ * MapIterator yields the results in order, waiting in C with the GIL
+ * released, and raises an item's exception when it reaches it.  With a
+ * timeline, each item gets its own record, labelled with fn's name; the
+ * runners themselves are not recorded.
+ *
+ * Threading: everything in a job but the wake word is read and written
+ * with the GIL held.  Runners hold it while they claim an item and run it
+ * (the worker keeps the GIL across tasks, py_executor.c), so claiming is a
+ * plain increment of `next`, one item at a time (a batch would hold
+ * items back from a runner that is free while another one blocks).  Two
+ * runners never claim at once, and a runner that checked `stop` and
+ * marked an item running did so before any stop() that follows.  That
+ * gives the stdlib's cancellation rule exactly: items below `next` have
+ * started and finish; items from `next` on never start once the job is
+ * stopped.  The iterator waits without the GIL on
+ * `wake_seq` through the module's td_waitset; a runner bumps it when it
+ * finishes the item the iterator waits for (`waiting_for`), and stop()
+ * bumps it too.
+ *
+ * Lifetime: the job is a GC-tracked object referenced by the iterator and
+ * by each runner still queued or running.  A runner's reference is not
+ * visible to the GC, so a job with runners, and everything it holds (fn,
+ * arguments, results), is never collected from under them; a cycle
+ * through the iterator (fn or a result referring back to it) is collected
+ * once the runners are done.  While it has runners the job sits on its
+ * pool's list, so shutdown(cancel_futures=True), a failed initializer and
+ * fork() can stop it even when none of its runners is queued any more.
+ *
+ * What the iterator does follows the stdlib's generator: timeout counts
+ * from the map call; an exception, a timeout or Ctrl-C while waiting ends
+ * the iteration and stops the job (items not started never run); so does
+ * close() or dropping the iterator once started, while an iterator never
+ * started lets every item run (a generator never started runs no
+ * `finally`).
+ */
+#include "py_module.h"
+
+#include <string.h>
+
+#include "td_clock.h"
+
+/* Item states (job->state), written with the GIL held. */
+enum {
+    ITEM_PENDING = 0,    /* not claimed; index >= next */
+    ITEM_RUNNING = 1,    /* claimed by a runner, fn is running */
+    ITEM_RETURNED = 2,   /* its outcome slot holds fn's return value */
+    ITEM_RAISED = 3      /* ... the exception fn raised */
+};
+
+/* Why a job stopped; items not started never will. */
+enum {
+    STOP_NONE = 0,
+    STOP_CLOSED,      /* its iterator ended or was closed: nobody looks */
+    STOP_CANCELLED,   /* shutdown(cancel_futures=True): CancelledError */
+    STOP_FAILED       /* stop_exc for items not run (broken pool, fork) */
+};
+
+/* Item end stamps a runner buffers before taking the pool's lock. */
+#define RECORD_BATCH 64
+/* Items a runner runs between two looks at how long it held the GIL. */
+#define BREATHE_EVERY 32
+
+struct py_map_job {
+    PyObject_HEAD
+    py_state *st;
+    PyObject *fn;
+    PyObject *context;     /* the caller's context; each item runs in a
+                              copy of it */
+    PyObject **slots;      /* n * nargs: item i's arguments from
+                              i * nargs on; once it ran they are dropped
+                              and the first slot holds its outcome, handed
+                              to the iterator when it yields or raises it */
+    unsigned char *state;  /* n: ITEM_* */
+    Py_ssize_t n, nargs;
+    Py_ssize_t next;       /* GIL: the next item to claim */
+    int stop;              /* GIL: STOP_* */
+    int stop_running;      /* GIL: running items are lost too (fork) */
+    PyObject *stop_exc;    /* GIL: raised for items that never ran, or NULL
+                              for CancelledError */
+    unsigned runners;      /* GIL: runner tasks queued or running */
+    Py_ssize_t waiting_for;   /* GIL: the item the iterator waits on, -1 */
+    _Atomic int wake_seq;     /* bumped to wake the iterator */
+    _Atomic unsigned nwaiters;   /* threads waiting on wake_seq */
+    td_pool *core;         /* while runners > 0: where to record items */
+    int timing;            /* the pool keeps a timeline */
+    uint32_t tag;          /* fn's timeline label */
+    uint64_t submit_stamp; /* when map() queued the items (timeline units) */
+    py_map_job **list;     /* GIL: the pool's list we are on, or NULL */
+    py_map_job *prev, *next_job;
+};
+
+typedef struct {
+    PyObject_HEAD
+    py_map_job *job;       /* NULL once the iteration is over */
+    Py_ssize_t pos;        /* the next item to yield */
+    int64_t deadline_ns;   /* td_clock_now_ns() deadline; -1: none */
+    int started;           /* __next__ was called: closing stops the job */
+    int running;           /* inside __next__ (waiting, GIL released) */
+} map_iter;
+
+/* ---- the pool's list of jobs with runners ---------------------------- */
+
+static void list_add(py_map_job **list, py_map_job *job)
+{
+    job->list = list;
+    job->prev = NULL;
+    job->next_job = *list;
+    if (*list != NULL) {
+        (*list)->prev = job;
+    }
+    *list = job;
+}
+
+static void list_remove(py_map_job *job)
+{
+    if (job->list == NULL) {
+        return;
+    }
+    if (job->prev != NULL) {
+        job->prev->next_job = job->next_job;
+    } else {
+        *job->list = job->next_job;
+    }
+    if (job->next_job != NULL) {
+        job->next_job->prev = job->prev;
+    }
+    job->list = NULL;
+    job->prev = job->next_job = NULL;
+}
+
+/* ---- stopping and waking --------------------------------------------- */
+
+/* Bumps the wake word.  Returns 1 when the iterator waits on it and the
+ * caller chose to wake it later (owe), else wakes it now and returns 0. */
+static int wake_iterator(py_map_job *job, int owe)
+{
+    atomic_fetch_add(&job->wake_seq, 1);
+    if (atomic_load(&job->nwaiters) == 0) {
+        return 0;
+    }
+    if (owe) {
+        return 1;
+    }
+    td_waitset_broadcast(&job->st->waitset);
+    return 0;
+}
+
+/* Stops the job: no item starts from now on.  The first reason wins. */
+static void job_stop(py_map_job *job, int why, PyObject *exc,
+                     int running_too)
+{
+    if (job->stop != STOP_NONE) {
+        return;
+    }
+    job->stop = why;
+    job->stop_running = running_too;
+    job->stop_exc = exc ? Py_NewRef(exc) : NULL;
+    wake_iterator(job, 0);
+}
+
+void py_map_stop_all(py_map_job *list, PyObject *exc, int running_too)
+{
+    for (py_map_job *job = list; job != NULL; job = job->next_job) {
+        job_stop(job, exc ? STOP_FAILED : STOP_CANCELLED, exc, running_too);
+    }
+}
+
+void py_map_detach_all(py_map_job **list)
+{
+    while (*list != NULL) {
+        list_remove(*list);
+    }
+}
+
+/* A runner is done with the job (ran out of items, stopped, or dropped
+ * from the queue unrun).  The caller still drops its reference. */
+static void runner_done(py_map_job *job)
+{
+    if (job->runners > 0 && --job->runners == 0) {
+        list_remove(job);
+    }
+}
+
+void py_map_runner_dropped(PyObject *job)
+{
+    runner_done((py_map_job *)job);
+    Py_DECREF(job);   /* the queue's reference */
+}
+
+/* ---- contexts ------------------------------------------------------------
+ *
+ * Each item must start in the caller's context as map() captured it, and
+ * see nothing an earlier item set, as if submitted on its own.  A fresh
+ * copy per item (copy, enter, exit, free) costs about 8 ns, an eighth of a
+ * trivial item, so a runner keeps one entered copy for as long as items
+ * leave its variables as they were, and makes a new one after an item
+ * changed them.  ContextVar.set() always gives the context a new mapping
+ * object (unless the variable already had that very value), so "as they
+ * were" is: the copy still has the base's mapping object.  Identity, not
+ * equality: comparing values could run user __eq__ and would call 1 and
+ * 1.0 the same.  The one difference from a fresh copy per item: a Token
+ * from setting a variable to the value it already had can reset it in a
+ * later item on the same runner, where a fresh copy would raise.
+ *
+ * CPython has no public accessor for a context's mapping; it is the
+ * second field after the object header of its PyContext
+ * (Include/internal/pycore_context.h, unchanged from 3.9 to 3.13).
+ * probe_context_layout() checks that at import; if it does not hold, every
+ * item gets a fresh copy.
+ */
+
+typedef struct context_head {
+    PyObject_HEAD
+    PyObject *prev;
+    PyObject *vars;
+} context_head;
+
+static inline PyObject *context_vars(PyObject *ctx)
+{
+    return ((context_head *)ctx)->vars;
+}
+
+/* 1 when contexts are laid out as context_head says: a copy shares its
+ * original's mapping, and setting a variable in it replaces its own. */
+static int context_layout_known;
+
+static int probe_context_layout(void)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    return 0;   /* not checked against this version's sources */
+#else
+    int ok = 0;
+    PyObject *a = PyContext_New();
+    PyObject *b = a != NULL ? PyContext_Copy(a) : NULL;
+    PyObject *var = PyContextVar_New("taskdemo._probe", NULL);
+    if (a != NULL && b != NULL && var != NULL) {
+        PyObject *vars = context_vars(a);
+        ok = vars != NULL && vars == context_vars(b) &&
+             strcmp(Py_TYPE(vars)->tp_name, "hamt") == 0;
+        if (ok && PyContext_Enter(b) == 0) {
+            PyObject *token = PyContextVar_Set(var, Py_None);
+            ok = token != NULL && context_vars(a) == vars &&
+                 context_vars(b) != vars && context_vars(b) != NULL &&
+                 Py_TYPE(context_vars(b)) == Py_TYPE(vars);
+            Py_XDECREF(token);
+            ok &= PyContext_Exit(b) == 0;
+        } else {
+            ok = 0;
+        }
+    }
+    PyErr_Clear();
+    Py_XDECREF(var);
+    Py_XDECREF(b);
+    Py_XDECREF(a);
+    return ok;
+#endif
+}
+
+/* Enters a fresh copy of the job's base context.  Returns it, or NULL with
+ * an exception set. */
+static PyObject *enter_copy(py_map_job *job)
+{
+    PyObject *ctx = PyContext_Copy(job->context);
+    if (ctx != NULL && PyContext_Enter(ctx) < 0) {
+        Py_CLEAR(ctx);
+    }
+    return ctx;
+}
+
+static void exit_copy(py_map_job *job, PyObject *ctx)
+{
+    if (PyContext_Exit(ctx) < 0) {
+        /* Only if the item entered a context it did not leave. */
+        PyErr_WriteUnraisable(job->fn);
+    }
+    Py_DECREF(ctx);
+}
+
+/* After an item: keeps the entered copy *ctx for the next one if the item
+ * left it as it found it, else leaves and drops it. */
+static void after_item(py_map_job *job, PyObject **ctx)
+{
+    if (!context_layout_known ||
+        PyThreadState_Get()->context != *ctx ||
+        context_vars(*ctx) != context_vars(job->context)) {
+        exit_copy(job, *ctx);
+        *ctx = NULL;
+    }
+}
+
+/* ---- the runner -------------------------------------------------------- */
+
+/* Runs item i with the GIL held, in *ctx (entered first if NULL; NULL
+ * again if the item changed it), and stores its outcome. */
+static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
+{
+    PyObject **args = job->slots + i * job->nargs;
+    PyObject *r = NULL, *exc = NULL;
+    if (*ctx == NULL) {
+        *ctx = enter_copy(job);
+    }
+    if (*ctx != NULL) {
+        r = PyObject_Vectorcall(job->fn, args, (size_t)job->nargs, NULL);
+        if (r == NULL) {
+            exc = td_fetch_exception();
+        }
+        after_item(job, ctx);
+    }
+    if (r == NULL && exc == NULL) {
+        /* Copying or entering the context failed, or fn returned NULL
+         * without an exception (a broken C function). */
+        exc = td_fetch_exception();
+        if (exc == NULL) {
+            PyErr_SetString(PyExc_SystemError,
+                            "map item failed without an exception");
+            exc = td_fetch_exception();
+        }
+    }
+    /* Like the stdlib's work item, the call's arguments go once it ran. */
+    for (Py_ssize_t j = 0; j < job->nargs; j++) {
+        Py_CLEAR(args[j]);
+    }
+    args[0] = r != NULL ? r : exc;
+    job->state[i] = r != NULL ? ITEM_RETURNED : ITEM_RAISED;
+}
+
+/* Records the run of items that ended at ends[0..*count), the first of
+ * which started at *start; the next run starts where this one ended. */
+static void flush_run(py_map_job *job, uint64_t *start, uint64_t *ends,
+                      size_t *count)
+{
+    if (*count > 0) {
+        td_pool_timeline_add_run(job->core, job->submit_stamp, *start, ends,
+                                 *count, job->tag);
+        *start = ends[*count - 1];
+        *count = 0;
+    }
+}
+
+td_waitset *py_map_run(PyObject *op)
+{
+    py_map_job *job = (py_map_job *)op;
+    /* With a timeline: items run back to back, so one stamp per item, its
+     * end, is also the start of the next; the ends are recorded as runs. */
+    uint64_t ends[RECORD_BATCH];
+    size_t nends = 0;
+    uint64_t start = job->timing ? td_pool_stamp() : 0;
+    unsigned since_check = 0;
+    int owed = 0;
+    PyObject *ctx = NULL;   /* the context copy entered for the items */
+    while (job->stop == STOP_NONE && job->next < job->n) {
+        Py_ssize_t i = job->next++;
+        job->state[i] = ITEM_RUNNING;
+        run_item(job, i, &ctx);
+        if (job->timing) {
+            ends[nends++] = td_pool_stamp();
+            if (nends == RECORD_BATCH) {
+                flush_run(job, &start, ends, &nends);
+            }
+        }
+        if (i == job->waiting_for) {
+            /* The iterator waits for this item.  If this runner has no
+             * item left, wake it after the worker gives up the GIL (which
+             * the iterator wants at once); else now, while going on. */
+            owed |= wake_iterator(job, job->next >= job->n);
+        }
+        /* Builtins never reach the eval loop's switch check: let other
+         * threads in now and then, as run_task does between tasks. */
+        if (++since_check == BREATHE_EVERY) {
+            since_check = 0;
+            if (py_worker_breathe() && job->timing) {
+                /* The GIL went elsewhere meanwhile: the next item starts
+                 * now, not when the last one ended. */
+                flush_run(job, &start, ends, &nends);
+                start = td_pool_stamp();
+            }
+        }
+    }
+    if (ctx != NULL) {
+        exit_copy(job, ctx);
+    }
+    flush_run(job, &start, ends, &nends);
+    runner_done(job);
+    return owed ? &job->st->waitset : NULL;
+}
+
+/* ---- the job type ------------------------------------------------------ */
+
+static int job_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    py_map_job *job = (py_map_job *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(job->fn);
+    Py_VISIT(job->context);
+    Py_VISIT(job->stop_exc);
+    if (job->slots != NULL) {
+        for (Py_ssize_t i = 0; i < job->n * job->nargs; i++) {
+            Py_VISIT(job->slots[i]);
+        }
+    }
+    return 0;
+}
+
+static int job_clear(PyObject *op)
+{
+    /* Only reached with no runner left: each holds a reference the GC
+     * cannot see, which keeps the job alive. */
+    py_map_job *job = (py_map_job *)op;
+    Py_CLEAR(job->fn);
+    Py_CLEAR(job->context);
+    Py_CLEAR(job->stop_exc);
+    if (job->slots != NULL) {
+        for (Py_ssize_t i = 0; i < job->n * job->nargs; i++) {
+            Py_CLEAR(job->slots[i]);
+        }
+    }
+    return 0;
+}
+
+static void job_dealloc(PyObject *op)
+{
+    py_map_job *job = (py_map_job *)op;
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    list_remove(job);
+    job_clear(op);
+    PyMem_Free(job->slots);
+    PyMem_Free(job->state);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyType_Slot job_slots[] = {
+    {Py_tp_doc, "The items of one ThreadPoolExecutor.map() call (internal)."},
+    {Py_tp_dealloc, job_dealloc},
+    {Py_tp_traverse, job_traverse},
+    {Py_tp_clear, job_clear},
+    {0, NULL},
+};
+
+static PyType_Spec job_spec = {
+    .name = "taskdemo._taskdemo._MapJob",
+    .basicsize = sizeof(py_map_job),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION
+#endif
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+    ,
+    .slots = job_slots,
+};
+
+/* ---- the iterator ------------------------------------------------------ */
+
+/* Ends the iteration; stops the job if it was started (as a started
+ * generator's `finally` cancels what it had not reached). */
+static void iter_finish(map_iter *it)
+{
+    py_map_job *job = it->job;
+    if (job == NULL) {
+        return;
+    }
+    it->job = NULL;
+    if (it->started) {
+        job_stop(job, STOP_CLOSED, NULL, 0);
+    }
+    Py_DECREF(job);
+}
+
+/* 1 when item k can be yielded or raised now: it finished, or it never
+ * will (the job stopped before it started, or lost it in fork()). */
+static int item_ready(const py_map_job *job, Py_ssize_t k)
+{
+    if (k >= job->next) {
+        return job->stop != STOP_NONE;
+    }
+    int s = job->state[k];
+    return s >= ITEM_RETURNED || (s == ITEM_RUNNING && job->stop_running);
+}
+
+/* Waits until item k is ready: 1, or 0 past the deadline, or -1 with an
+ * exception (KeyboardInterrupt) set.  Releases the GIL while waiting. */
+static int wait_ready(map_iter *it, py_map_job *job, Py_ssize_t k)
+{
+    int rc = 1;
+    it->running = 1;
+    while (!item_ready(job, k)) {
+        int64_t left = -1;
+        if (it->deadline_ns >= 0) {
+            int64_t now = (int64_t)td_clock_now_ns();
+            if (now >= it->deadline_ns) {
+                rc = 0;
+                break;
+            }
+            left = it->deadline_ns - now;
+        }
+        /* Set with the GIL held: a runner finishing item k from now on
+         * sees it and bumps the word the wait below compares with. */
+        job->waiting_for = k;
+        int seq = atomic_load(&job->wake_seq);
+        int w = py_wait_word(job->st, &job->wake_seq, seq, &job->nwaiters,
+                             left);
+        job->waiting_for = -1;
+        if (w < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    it->running = 0;
+    return rc;
+}
+
+static PyObject *iter_next(PyObject *op)
+{
+    map_iter *it = (map_iter *)op;
+    py_map_job *job = it->job;
+    if (job == NULL) {
+        return NULL;
+    }
+    if (it->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    Py_ssize_t k = it->pos;
+    if (k >= job->n) {
+        iter_finish(it);
+        return NULL;
+    }
+    it->started = 1;
+    if (!item_ready(job, k)) {
+        int rc = wait_ready(it, job, k);
+        if (rc <= 0) {
+            if (rc == 0) {
+                PyErr_SetNone(job->st->TimeoutError);
+            }
+            iter_finish(it);
+            return NULL;
+        }
+    }
+    if (k < job->next && job->state[k] != ITEM_RUNNING) {
+        /* Hand the value or exception over: the stdlib's iterator does
+         * not keep a future it has yielded from either. */
+        PyObject *out = job->slots[k * job->nargs];
+        job->slots[k * job->nargs] = NULL;
+        if (job->state[k] == ITEM_RETURNED) {
+            it->pos = k + 1;
+            return out;
+        }
+        PyErr_SetObject((PyObject *)Py_TYPE(out), out);
+        Py_DECREF(out);
+    } else if (job->stop_exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(job->stop_exc), job->stop_exc);
+    } else {
+        PyErr_SetNone(job->st->CancelledError);
+    }
+    iter_finish(it);
+    return NULL;
+}
+
+static PyObject *iter_close(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    map_iter *it = (map_iter *)op;
+    if (it->running) {
+        PyErr_SetString(PyExc_ValueError, "generator already executing");
+        return NULL;
+    }
+    iter_finish(it);
+    Py_RETURN_NONE;
+}
+
+static PyObject *iter_length_hint(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    map_iter *it = (map_iter *)op;
+    Py_ssize_t left = it->job != NULL ? it->job->n - it->pos : 0;
+    return PyLong_FromSsize_t(left);
+}
+
+static int iter_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(((map_iter *)op)->job);
+    return 0;
+}
+
+static int iter_clear(PyObject *op)
+{
+    /* Collected in a cycle: what a generator's finaliser would do. */
+    iter_finish((map_iter *)op);
+    return 0;
+}
+
+static void iter_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    iter_finish((map_iter *)op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static PyMethodDef iter_methods[] = {
+    {"close", iter_close, METH_NOARGS,
+     "close()\n--\n\nEnd the iteration.  Once it has started, calls not "
+     "yet started are cancelled; before that, every call still runs (as "
+     "with the stdlib's generator)."},
+    {"__length_hint__", iter_length_hint, METH_NOARGS,
+     "Results not yet yielded."},
+    {NULL, NULL, 0, NULL},
+};
+
+PyDoc_STRVAR(iter_doc,
+"The iterator ThreadPoolExecutor.map() returns: results in input order.\n\n"
+"Waiting releases the GIL and answers Ctrl-C.  A call's exception is\n"
+"raised when its result is reached, and ends the iteration.");
+
+static PyType_Slot iter_slots[] = {
+    {Py_tp_doc, (void *)iter_doc},
+    {Py_tp_dealloc, iter_dealloc},
+    {Py_tp_traverse, iter_traverse},
+    {Py_tp_clear, iter_clear},
+    {Py_tp_iter, PyObject_SelfIter},
+    {Py_tp_iternext, iter_next},
+    {Py_tp_methods, iter_methods},
+    {0, NULL},
+};
+
+static PyType_Spec iter_spec = {
+    .name = "taskdemo._taskdemo.MapIterator",
+    .basicsize = sizeof(map_iter),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+             | Py_TPFLAGS_DISALLOW_INSTANTIATION
+#endif
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+             | Py_TPFLAGS_IMMUTABLETYPE
+#endif
+    ,
+    .slots = iter_slots,
+};
+
+/* ---- map() ------------------------------------------------------------- */
+
+/* The inputs as collected: n rows of nargs arguments. */
+typedef struct inputs {
+    PyObject **items;
+    Py_ssize_t n, cap;   /* rows */
+    Py_ssize_t nargs;
+} inputs;
+
+static void inputs_free(inputs *in)
+{
+    for (Py_ssize_t i = 0; i < in->n * in->nargs; i++) {
+        Py_DECREF(in->items[i]);
+    }
+    PyMem_Free(in->items);
+    in->items = NULL;
+    in->n = in->cap = 0;
+}
+
+static int inputs_reserve(inputs *in, Py_ssize_t rows)
+{
+    if (rows <= in->cap) {
+        return 0;
+    }
+    if (rows > PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(PyObject *) /
+                   (in->nargs > 0 ? in->nargs : 1)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyObject **grown = PyMem_Realloc(
+        in->items, (size_t)(rows * in->nargs) * sizeof(PyObject *));
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    in->items = grown;
+    in->cap = rows;
+    return 0;
+}
+
+/* Room for one more row. */
+static inline int inputs_grow(inputs *in)
+{
+    if (in->n < in->cap) {
+        return 0;
+    }
+    return inputs_reserve(in, in->cap < 64 ? 64 : in->cap * 2);
+}
+
+/*
+ * Consumes zip(*iterables) into in.  The pool must take work once there
+ * is a first item, as the stdlib's first submit() checks; whether it did
+ * is in *checked.  Returns 0, or -1 with an exception set, the items
+ * consumed before it kept in `in`.
+ */
+static int collect(py_pool *pp, PyObject *const *iterables, Py_ssize_t k,
+                   inputs *in, int *checked)
+{
+    in->nargs = k;
+    *checked = 0;
+    if (k == 0) {
+        return 0;   /* zip() is empty */
+    }
+    PyObject *it;
+    if (k == 1) {
+        /* zip(x) would only wrap each item in a tuple. */
+        it = PyObject_GetIter(iterables[0]);
+        PyObject *src = iterables[0];
+        /* Size it up front only for the built-in sequences, whose length
+         * no user code computes (zip never asks for a length). */
+        if (it != NULL && (PyList_CheckExact(src) ||
+                           PyTuple_CheckExact(src) || PyRange_Check(src))) {
+            Py_ssize_t len = PyObject_Size(src);
+            if (len < 0) {
+                PyErr_Clear();   /* a range too long: grow as we go */
+            } else if (inputs_reserve(in, len) < 0) {
+                Py_DECREF(it);
+                return -1;
+            }
+        }
+    } else {
+        it = PyObject_Vectorcall((PyObject *)&PyZip_Type, iterables,
+                                 (size_t)k, NULL);
+    }
+    if (it == NULL) {
+        return -1;
+    }
+    iternextfunc next = Py_TYPE(it)->tp_iternext;
+    int rc = 0;
+    for (;;) {
+        PyObject *row = next(it);
+        if (row == NULL) {
+            if (PyErr_Occurred()) {
+                if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                    PyErr_Clear();
+                } else {
+                    rc = -1;
+                }
+            }
+            break;
+        }
+        if (inputs_grow(in) < 0) {
+            Py_DECREF(row);
+            rc = -1;
+            break;
+        }
+        if (k == 1) {
+            in->items[in->n++] = row;   /* the reference moves in */
+        } else {
+            PyObject **dst = in->items + in->n++ * k;
+            for (Py_ssize_t j = 0; j < k; j++) {
+                dst[j] = Py_NewRef(PyTuple_GET_ITEM(row, j));
+            }
+            /* zip reuses its tuple when nothing else holds it. */
+            Py_DECREF(row);
+        }
+        if (!*checked) {
+            /* As the stdlib's first submit(), after the first item. */
+            if (py_pool_check_open(pp) < 0) {
+                rc = -1;
+                break;
+            }
+            *checked = 1;
+        }
+    }
+    Py_DECREF(it);
+    return rc;
+}
+
+/* Moves the inputs into a new job.  Returns NULL with an exception set
+ * (the inputs are freed then too). */
+static py_map_job *job_new(py_state *st, PyObject *fn, inputs *in)
+{
+    unsigned char *state = NULL;
+    if (in->n > 0) {
+        state = PyMem_Calloc((size_t)in->n, 1);
+    }
+    PyObject *context = PyContext_CopyCurrent();
+    py_map_job *job = NULL;
+    if (context != NULL && (in->n == 0 || state != NULL)) {
+        job = (py_map_job *)st->MapJobType->tp_alloc(st->MapJobType, 0);
+    } else if (context != NULL) {
+        PyErr_NoMemory();
+    }
+    if (job == NULL) {
+        Py_XDECREF(context);
+        PyMem_Free(state);
+        inputs_free(in);
+        return NULL;
+    }
+    /* Nothing below allocates, so the GC never sees half a job. */
+    job->st = st;
+    job->fn = Py_NewRef(fn);
+    job->context = context;
+    job->slots = in->items;
+    job->state = state;
+    job->nargs = in->nargs;
+    job->n = in->n;
+    job->waiting_for = -1;
+    in->items = NULL;
+    in->n = in->cap = 0;
+    return job;
+}
+
+/* Queues the job's runners.  Returns 0, or -1 with an exception set when
+ * none could be queued (then no item will ever run). */
+static int job_launch(py_pool *pp, py_map_job *job)
+{
+    if (job->n == 0) {
+        return 0;
+    }
+    job->core = py_pool_core(pp);
+    job->tag = py_pool_tag(pp, job->fn);
+    job->timing = py_pool_timing(pp);
+    job->submit_stamp = job->timing ? td_pool_stamp() : 0;
+    unsigned want = py_pool_max_workers(pp);
+    if ((Py_ssize_t)want > job->n) {
+        want = (unsigned)job->n;
+    }
+    /* Runners cannot start before we give up the GIL, so counting them
+     * as they are queued is safe. */
+    list_add(py_pool_map_jobs(pp), job);
+    int rc = TD_OK;
+    for (unsigned i = 0; i < want; i++) {
+        rc = py_pool_submit_runner(pp, (PyObject *)job);
+        if (rc != TD_OK) {
+            break;
+        }
+        job->runners++;
+    }
+    if (job->runners > 0) {
+        return 0;   /* fewer runners still run every item */
+    }
+    list_remove(job);
+    if (py_pool_check_open(pp) == 0) {
+        py_raise(job->st, rc);
+    }
+    return -1;
+}
+
+const char py_map_doc[] = (
+"map($self, fn, *iterables, timeout=None, chunksize=1)\n--\n\n"
+"Return an iterator of fn(*args) over zip(*iterables), in order.\n\n"
+"The inputs are collected at once and the calls start on the workers\n"
+"straight away; results are yielded in input order as they come, and a\n"
+"call's exception is raised when its result is reached, which ends the\n"
+"iteration.  timeout (seconds) bounds the whole iteration from this call\n"
+"on (TimeoutError).  Ending the iteration early (an exception, a timeout,\n"
+"close(), dropping a started iterator) cancels the calls not yet started.\n"
+"chunksize is accepted for compatibility (the stdlib ignores it for\n"
+"threads) but must be an int >= 1.  Raises TypeError if fn is not\n"
+"callable, RuntimeError after shutdown.  Waiting releases the GIL and\n"
+"answers Ctrl-C.");
+
+/* Parses fn=, timeout= and chunksize=; returns 0 or -1 with an
+ * exception.  fn= can only come with no iterables at all. */
+static int map_keywords(PyObject *const *kwvalues, PyObject *kwnames,
+                        PyObject **fn, PyObject **timeout,
+                        PyObject **chunksize)
+{
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (PyUnicode_CompareWithASCIIString(name, "fn") == 0) {
+            if (*fn != NULL) {
+                PyErr_SetString(PyExc_TypeError,
+                                "map() got multiple values for argument "
+                                "'fn'");
+                return -1;
+            }
+            *fn = kwvalues[i];
+        } else if (PyUnicode_CompareWithASCIIString(name, "timeout") == 0) {
+            *timeout = kwvalues[i];
+        } else if (PyUnicode_CompareWithASCIIString(name, "chunksize") ==
+                   0) {
+            *chunksize = kwvalues[i];
+        } else {
+            PyErr_Format(PyExc_TypeError,
+                         "map() got an unexpected keyword argument '%S'",
+                         name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int check_chunksize(PyObject *chunksize)
+{
+    if (chunksize == NULL) {
+        return 0;
+    }
+    if (PyBool_Check(chunksize) || !PyLong_Check(chunksize)) {
+        PyErr_SetString(PyExc_TypeError, "chunksize must be an int");
+        return -1;
+    }
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(chunksize, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && n < 1)) {
+        PyErr_SetString(PyExc_ValueError, "chunksize must be >= 1.");
+        return -1;
+    }
+    return 0;
+}
+
+PyObject *py_map(PyObject *executor, PyObject *const *args,
+                 Py_ssize_t nargs, PyObject *kwnames)
+{
+    py_pool *pp = py_executor_pool(executor);
+    if (pp == NULL) {
+        return NULL;
+    }
+    py_state *st = py_state_from_type(Py_TYPE(executor));
+    if (st == NULL) {
+        return NULL;
+    }
+    PyObject *fn = nargs > 0 ? args[0] : NULL;
+    PyObject *timeout = Py_None, *chunksize = NULL;
+    if (map_keywords(args + nargs, kwnames, &fn, &timeout, &chunksize) < 0) {
+        return NULL;
+    }
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "map() missing 1 required positional argument: "
+                        "'fn'");
+        return NULL;
+    }
+    /* The iterables follow fn, if it came positionally. */
+    PyObject *const *iterables = nargs > 0 ? args + 1 : args;
+    Py_ssize_t niterables = nargs > 0 ? nargs - 1 : 0;
+    if (!PyCallable_Check(fn)) {
+        PyErr_Format(PyExc_TypeError, "map() needs a callable, not %.100s",
+                     Py_TYPE(fn)->tp_name);
+        return NULL;
+    }
+    if (check_chunksize(chunksize) < 0) {
+        return NULL;
+    }
+    /* The deadline counts from here, before the inputs are collected, as
+     * the stdlib computes end_time before it submits. */
+    int64_t timeout_ns = -1, deadline_ns = -1;
+    if (py_timeout_ns(timeout, &timeout_ns) < 0) {
+        return NULL;
+    }
+    if (timeout_ns >= 0) {
+        deadline_ns = (int64_t)td_clock_now_ns() + timeout_ns;
+    }
+
+    inputs in = {NULL, 0, 0, 0};
+    int checked;
+    int collected = collect(pp, iterables, niterables, &in, &checked);
+    if (collected < 0 && !checked) {
+        /* Nothing was submitted in the stdlib either. */
+        inputs_free(&in);
+        return NULL;
+    }
+    /* When an iterable raised after some items, those items still run,
+     * as the futures the stdlib had submitted do; the error propagates. */
+    PyObject *pending = collected < 0 ? td_fetch_exception() : NULL;
+    py_map_job *job = job_new(st, fn, &in);
+    if (job == NULL || job_launch(pp, job) < 0) {
+        Py_XDECREF(job);
+        if (pending != NULL) {
+            /* The iterable's error wins over ours, as it came first. */
+            PyErr_Clear();
+            PyErr_SetObject((PyObject *)Py_TYPE(pending), pending);
+            Py_DECREF(pending);
+        }
+        return NULL;
+    }
+    if (pending != NULL) {
+        Py_DECREF(job);   /* never started: every item still runs */
+        PyErr_SetObject((PyObject *)Py_TYPE(pending), pending);
+        Py_DECREF(pending);
+        return NULL;
+    }
+    map_iter *it = (map_iter *)st->MapIterType->tp_alloc(st->MapIterType,
+                                                         0);
+    if (it == NULL) {
+        Py_DECREF(job);
+        return NULL;
+    }
+    it->job = job;
+    it->deadline_ns = deadline_ns;
+    return (PyObject *)it;
+}
+
+static PyTypeObject *make_type(PyObject *module, PyType_Spec *spec)
+{
+    PyTypeObject *tp = (PyTypeObject *)PyType_FromModuleAndSpec(module, spec,
+                                                                NULL);
+#ifndef Py_TPFLAGS_DISALLOW_INSTANTIATION
+    if (tp != NULL) {
+        tp->tp_new = NULL;   /* 3.9: made by map() only */
+    }
+#endif
+    return tp;
+}
+
+int py_map_init_types(PyObject *module, py_state *st)
+{
+    context_layout_known = probe_context_layout();
+    st->MapJobType = make_type(module, &job_spec);
+    if (st->MapJobType == NULL) {
+        return -1;
+    }
+    st->MapIterType = make_type(module, &iter_spec);
+    if (st->MapIterType == NULL) {
+        return -1;
+    }
+    return PyModule_AddType(module, st->MapIterType);
+}
