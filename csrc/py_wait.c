@@ -8,13 +8,14 @@
  * array, with a flag byte each, duplicates collapsed as set(fs) collapses
  * them.  It watches a taskdemo future through the future's C slot
  * (py_future_watch): completion calls py_waiter_notify() with the future's
- * index, and no Python code runs.  Any other concurrent.futures.Future,
- * and a taskdemo future whose slot another waiter holds, gets the waiter
- * appended to its `_waiters` under its `_condition`, as the stdlib does;
- * the waiter's add_result/add_exception/add_cancelled methods then find
- * the index in a dict.  When fs holds no taskdemo future, or anything the
- * C path could not treat as set(fs) does (not a Future; a class with its
- * own __eq__ or __hash__), the stdlib's own function does the call.
+ * index, and no Python code runs.  Anything else in fs (another
+ * concurrent.futures.Future, any object with the stdlib's `_condition`,
+ * `_state` and `_waiters`, or a taskdemo future whose slot another waiter
+ * holds) gets the waiter appended to its `_waiters` under its
+ * `_condition`, as the stdlib does; the waiter's add_result/add_exception/
+ * add_cancelled methods then find its index in a dict, which also
+ * collapses duplicates among them as set(fs) does.  When fs holds no
+ * taskdemo future, the stdlib's own function does the call.
  *
  * Threads.  Everything but the sleep runs with the GIL held, and a
  * waiter's fields change only under the GIL.  The waiting thread releases
@@ -42,8 +43,9 @@
  * does, checks return_when and the timeout only when it has to wait, and
  * returns DoneAndNotDoneFutures.  Different: the waiter is removed on
  * every exit, also after Ctrl-C (the stdlib's wait() leaves it installed);
- * a NaN timeout is a ValueError and one of years means no limit, as for
- * taskdemo's Future.result().
+ * no future's condition stays acquired when an item fails (the stdlib's
+ * would, see watch_all); a NaN timeout is a ValueError and one of years
+ * means no limit, as for taskdemo's Future.result().
  */
 #include "py_module.h"
 
@@ -176,8 +178,8 @@ static PyObject *waiter_add(PyObject *self, PyObject *future, int how)
     if (w->index == NULL) {
         Py_RETURN_NONE;   /* not watching (any more) */
     }
-    /* The futures in the dict hash and compare by identity (see
-     * c_path_fits), so the lookup runs no Python code. */
+    /* The lookup may run the future's __eq__ (Python code): the waiter
+     * may be cleaned up meanwhile, which py_waiter_notify tolerates. */
     PyObject *i = PyDict_GetItemWithError(w->index, future);
     if (i == NULL) {
         if (PyErr_Occurred()) {
@@ -285,18 +287,22 @@ static int watch_by_list(waiter_object *w, Py_ssize_t i)
 }
 
 /*
- * Watches every future of seq (a list or tuple that passed c_path_fits),
- * duplicates collapsed.  Taskdemo futures first, through their slots, with
- * no Python code run; then the others through their _waiters.  Returns 0,
- * or -1 with an exception set; what was watched stays watched, for
- * unwatch_all to undo.
+ * Watches every future of seq (a list or tuple), duplicates collapsed.
+ * Taskdemo futures first, through their slots, with no Python code run
+ * for them; then the others through their _waiters.  Returns 0, or -1
+ * with an exception set (set(fs)'s TypeError for an unhashable item, the
+ * AttributeError of an item without `_condition`...); what was watched
+ * stays watched, for unwatch_all to undo.  Unlike the stdlib, which
+ * acquires every future's condition and leaves them acquired when one of
+ * them fails, this holds one condition at a time: taskdemo futures share
+ * theirs, so a leaked acquire would block every worker.
  */
 static int watch_all(waiter_object *w, PyObject *seq)
 {
     py_state *st = w->st;
     Py_ssize_t cap = PySequence_Fast_GET_SIZE(seq);
-    /* The size is re-read: a list could shrink if a GC run started by an
-     * allocation below lets another thread at it. */
+    /* The size is re-read: a list could shrink if an item's __hash__ or a
+     * GC run lets another thread at it. */
     for (Py_ssize_t j = 0; j < cap && j < PySequence_Fast_GET_SIZE(seq);
          j++) {
         PyObject *f = PySequence_Fast_GET_ITEM(seq, j);
@@ -526,39 +532,31 @@ static PyObject *as_sequence(PyObject *fs)
 }
 
 /*
- * 1 if the C path can run this call exactly as the stdlib would: at least
- * one taskdemo future, and every item a concurrent.futures.Future whose
- * class hashes and compares by identity, as Future does (so the waiter's
- * deduplication is set(fs)'s, and no Python code runs in it).  0 sends the
- * call to the stdlib's function, which also raises its own errors for
- * anything that is not a future.
+ * 1 if the C path takes this call: fs holds a taskdemo future.  Taskdemo
+ * futures hash and compare by identity, so the slots collapse their
+ * duplicates as set(fs) would, and the dict does for the rest; only an
+ * item that claims to equal a taskdemo future (same hash, __eq__ true)
+ * would be told apart where set(fs) would merge them.  0 sends the call to
+ * the stdlib's function.
  */
 static int c_path_fits(py_state *st, PyObject *seq)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyTypeObject *tp = st->FutureType;
     if (n > INT32_MAX) {
         return 0;   /* indices are int32_t in the future's slot */
     }
-    PyObject **items = PySequence_Fast_ITEMS(seq);
-    PyTypeObject *checked = NULL;
-    int ours = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyTypeObject *tp = Py_TYPE(items[i]);
-        if (tp == checked) {
-            continue;
-        }
-        if (tp->tp_hash != PyBaseObject_Type.tp_hash ||
-            tp->tp_richcompare != PyBaseObject_Type.tp_richcompare) {
-            return 0;
-        }
-        if (tp == st->FutureType) {
-            ours = 1;
-        } else if (!PyType_IsSubtype(tp, (PyTypeObject *)st->BaseFuture)) {
-            return 0;
-        }
-        checked = tp;
+    if (tp->tp_hash != PyBaseObject_Type.tp_hash ||
+        tp->tp_richcompare != PyBaseObject_Type.tp_richcompare) {
+        return 0;   /* somebody gave concurrent.futures.Future an __eq__ */
     }
-    return ours;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (Py_TYPE(items[i]) == st->FutureType) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* ---- as_completed ---------------------------------------------------- */

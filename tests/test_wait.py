@@ -606,6 +606,54 @@ def test_errors_like_the_stdlib(case):
         assert ours[1] == oracle[1]
 
 
+def test_non_futures_with_taskdemo_futures_leave_no_lock_held():
+    """An item without `_condition` next to a taskdemo future: the stdlib's
+    error (AttributeError), and the condition all taskdemo futures share
+    is not left acquired (the stdlib's _AcquireFutures leaves acquired
+    whatever it took before the failing item, which would block every
+    worker completing a taskdemo future).  Not run with the stdlib's
+    functions, for that reason."""
+    ours = taskdemo.Future()
+    cond = ours._condition
+    # The stdlib acquires in id() order: an item placed after ours.
+    keep = [object()]
+    while id(keep[-1]) < id(ours):
+        keep.append(object())
+    bad = keep[-1]
+    expected = "'object' object has no attribute '_condition'"
+    for call in (lambda: taskdemo.wait([ours, bad]),
+                 lambda: list(taskdemo.as_completed([bad, ours, ours]))):
+        with pytest.raises(AttributeError) as e:
+            call()
+        assert str(e.value) == expected
+        assert ours._waiters == []
+        got = []
+        t = later(lambda: got.append(cond.acquire(timeout=WAIT)) or cond.release())
+        t.join()
+        assert got == [True]
+
+
+def test_duck_typed_futures(fns):
+    """The stdlib takes any object with `_condition`, `_state` and
+    `_waiters`; so does taskdemo, next to its own futures."""
+
+    class Duck:
+        def __init__(self, state):
+            self._condition = threading.Condition()
+            self._state = state
+            self._waiters = []
+
+    done, pending, ours = Duck("FINISHED"), Duck("RUNNING"), taskdemo.Future()
+    ours.set_result(1)
+    with pytest.raises(cf.TimeoutError, match=r"^1 \(of 3\)"):
+        got = []
+        for f in fns.as_completed([pending, done, ours, done], timeout=0):
+            got.append(f)
+    assert set(got) == {done, ours}
+    assert pending._waiters == [] and done._waiters == []
+    assert fns.wait([done, ours, pending], timeout=0) == ({done, ours}, {pending})
+
+
 def test_foreign_future_classes_with_own_equality(fns):
     """A Future class with its own __eq__/__hash__ decides what set(fs)
     collapses; taskdemo hands such calls to the stdlib, so they agree."""
