@@ -405,16 +405,21 @@ static int unwatch(waiter_object *w, Py_ssize_t i)
     return rc;
 }
 
-/* Stops watching every future, going on after an error.  An exception set
- * on entry stays set unless cleanup raises, which then replaces it with
- * the old one as __context__, as an exception in a finally block does.
- * Returns 0, or -1 if cleanup raised. */
-static int unwatch_all(waiter_object *w)
+/* Stops watching every future (with lists_only, only those watched
+ * through _waiters), going on after an error.  An exception set on entry
+ * stays set unless cleanup raises, which then replaces it with the old one
+ * as __context__, as an exception in a finally block does.  Returns 0, or
+ * -1 if cleanup raised. */
+static int unwatch_some(waiter_object *w, int lists_only)
 {
     PyObject *saved = td_fetch_exception();
     PyObject *first = NULL;
     for (Py_ssize_t i = 0; i < w->n; i++) {
-        if (w->futs[i] != NULL && unwatch(w, i) < 0) {
+        if (w->futs[i] == NULL ||
+            (lists_only && !(w->flags[i] & FL_LIST))) {
+            continue;
+        }
+        if (unwatch(w, i) < 0) {
             PyObject *exc = td_fetch_exception();
             if (first == NULL) {
                 first = exc;
@@ -433,6 +438,11 @@ static int unwatch_all(waiter_object *w)
     }
     restore_exception(first);
     return -1;
+}
+
+static int unwatch_all(waiter_object *w)
+{
+    return unwatch_some(w, 0);
 }
 
 /* Lets go of everything: empties the slots (C only, so it may run from
@@ -939,7 +949,10 @@ static int wait_satisfied(waiter_object *w)
     }
 }
 
-/* DoneAndNotDoneFutures(done, not_done) from the flags. */
+/* DoneAndNotDoneFutures(done, not_done) from the flags, once the futures
+ * watched through _waiters are no longer watched.  Each slot is emptied
+ * and the future dropped in the same pass, which touches each of them
+ * once instead of three times (they are scattered over megabytes). */
 static PyObject *wait_result(waiter_object *w)
 {
     PyObject *done = PySet_New(NULL);
@@ -949,10 +962,13 @@ static PyObject *wait_result(waiter_object *w)
         goto out;
     }
     for (Py_ssize_t i = 0; i < w->n; i++) {
-        if (PySet_Add((w->flags[i] & FL_DONE) ? done : not_done,
-                      w->futs[i]) < 0) {
+        PyObject *f = w->futs[i];
+        if (PySet_Add((w->flags[i] & FL_DONE) ? done : not_done, f) < 0) {
             goto out;
         }
+        unwatch(w, i);   /* a slot at most here: no error */
+        w->futs[i] = NULL;
+        Py_DECREF(f);
     }
     r = PyObject_CallFunctionObjArgs(w->st->wait.DoneAndNotDoneFutures,
                                      done, not_done, NULL);
@@ -1064,10 +1080,13 @@ static PyObject *td_wait(PyObject *module, PyObject *args, PyObject *kwargs)
         }
     }
 done:
-    if (unwatch_all(w) < 0) {
+    if (unwatch_some(w, 1) < 0) {
         goto fail;
     }
     PyObject *r = wait_result(w);
+    if (r == NULL) {
+        goto fail;
+    }
     waiter_drop_all(w);
     Py_DECREF(w);
     return r;
