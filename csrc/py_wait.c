@@ -78,6 +78,7 @@ typedef struct {
     _Atomic int word;            /* bumped when the waiting thread should look */
     _Atomic unsigned nwaiters;   /* threads sleeping on word */
     Py_ssize_t n;                /* futures in futs */
+    Py_ssize_t cap;              /* room in futs, flags and queue */
     PyObject **futs;             /* owned; NULL once let go of */
     unsigned char *flags;        /* FL_* per future */
     int32_t *queue;              /* as_completed: indices of done futures */
@@ -114,6 +115,7 @@ static waiter_object *waiter_new(py_state *st, int kind, Py_ssize_t cap)
     }
     w->st = st;
     w->kind = kind;
+    w->cap = cap;
     w->futs = PyMem_Calloc(cap ? cap : 1, sizeof(PyObject *));
     w->flags = PyMem_Calloc(cap ? cap : 1, 1);
     if (kind == KIND_AS_COMPLETED) {
@@ -300,14 +302,26 @@ static int watch_by_list(waiter_object *w, Py_ssize_t i)
 static int watch_all(waiter_object *w, PyObject *seq)
 {
     py_state *st = w->st;
-    Py_ssize_t cap = PySequence_Fast_GET_SIZE(seq);
-    /* The size is re-read: a list could shrink if an item's __hash__ or a
-     * GC run lets another thread at it. */
-    for (Py_ssize_t j = 0; j < cap && j < PySequence_Fast_GET_SIZE(seq);
-         j++) {
+    /* seq may be the caller's list, which Python code can change: an
+     * item's __hash__ or __eq__, or a finaliser run by a GC an allocation
+     * starts (also in waiter_new, after the arrays were sized).  So the
+     * size is re-read, and the arrays' capacity bounds the loop. */
+    for (Py_ssize_t j = 0;
+         j < PySequence_Fast_GET_SIZE(seq) && w->n < w->cap; j++) {
         PyObject *f = PySequence_Fast_GET_ITEM(seq, j);
         Py_ssize_t i = w->n;
         if (Py_TYPE(f) == st->FutureType) {
+            /* Already watched through _waiters: its slot was taken then,
+             * and Python code run since (an item's __hash__ or __eq__, a
+             * finaliser run by the GC) may have freed it, closing that
+             * slot's waiter.  Taking it now would watch it twice. */
+            int dup = w->index != NULL ? PyDict_Contains(w->index, f) : 0;
+            if (dup != 0) {
+                if (dup < 0) {
+                    return -1;
+                }
+                continue;
+            }
             int state;
             int rc = py_future_watch(f, (PyObject *)w, (int32_t)i, &state);
             if (rc == 0) {
