@@ -1045,6 +1045,15 @@ static PyObject *td_wait(PyObject *module, PyObject *args, PyObject *kwargs)
         Py_DECREF(seq);
         return r;
     }
+    /* Comparing return_when runs its __eq__ unless it is a str (the
+     * constants are), and that Python code could change a list fs before
+     * it is read: take a copy then, as the stdlib reads set(fs) first. */
+    if (PyList_CheckExact(seq) && !PyUnicode_CheckExact(return_when)) {
+        Py_SETREF(seq, PySequence_List(seq));
+        if (seq == NULL) {
+            return NULL;
+        }
+    }
     int kind = wait_kind(st, return_when);
     if (kind < 0) {
         Py_DECREF(seq);

@@ -200,3 +200,30 @@ def test_slot_freed_by_an_items_hash_does_not_watch_twice():
         counts[name] = (sum(o is f for o in out), len(out))
     assert counts["taskdemo"] == counts["stdlib"] == (1, 2)
 
+
+# -- wait(): fs is read before return_when runs Python code ------------------
+
+
+def test_fs_is_read_before_return_when_is_compared():
+    """wait() indexed the caller's list after comparing return_when (its
+    __eq__ is Python code), so whatever __eq__ put into fs was watched,
+    past the checks that choose the C path: here a non-future, which made
+    wait() raise AttributeError where the stdlib, which took set(fs)
+    first, returns."""
+    results = {}
+    for name, wait in (("stdlib", cf.wait), ("taskdemo", taskdemo.wait)):
+        fs = [taskdemo.Future(), cf.Future()]
+        for f in fs:
+            f.set_result(1)
+
+        class ReturnWhen:
+            def __eq__(self, other):
+                fs.append(object())
+                return NotImplemented
+
+            __hash__ = object.__hash__
+
+        r = wait(fs, return_when=ReturnWhen())
+        results[name] = (len(r.done), len(r.not_done))
+    assert results["taskdemo"] == results["stdlib"] == (2, 0)
+
