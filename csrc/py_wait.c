@@ -180,20 +180,20 @@ static PyObject *waiter_add(PyObject *self, PyObject *future, int how)
     if (w->index == NULL) {
         Py_RETURN_NONE;   /* not watching (any more) */
     }
-    /* The lookup may run the future's __eq__ (Python code): the waiter
-     * may be cleaned up meanwhile, which py_waiter_notify tolerates. */
-    PyObject *i = PyDict_GetItemWithError(w->index, future);
-    if (i == NULL) {
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        Py_RETURN_NONE;   /* not one of ours: ignore, as a set would */
-    }
-    Py_ssize_t index = PyLong_AsSsize_t(i);
+    /* The lookup may run a key's __eq__ (Python code): the waiter may be
+     * cleaned up meanwhile, which py_waiter_notify tolerates, but the
+     * dict must outlive the lookup and the value it returns, so it is
+     * held here rather than borrowed from the waiter. */
+    PyObject *dict = Py_NewRef(w->index);
+    PyObject *i = PyDict_GetItemWithError(dict, future);
+    Py_ssize_t index = i != NULL ? PyLong_AsSsize_t(i) : -1;
+    Py_DECREF(dict);
     if (index == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    py_waiter_notify(self, (int32_t)index, how, NULL);
+    if (i != NULL) {   /* else not one of ours: ignore, as a set would */
+        py_waiter_notify(self, (int32_t)index, how, NULL);
+    }
     Py_RETURN_NONE;
 }
 

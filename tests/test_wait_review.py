@@ -227,3 +227,29 @@ def test_fs_is_read_before_return_when_is_compared():
         results[name] = (len(r.done), len(r.not_done))
     assert results["taskdemo"] == results["stdlib"] == (2, 0)
 
+
+# -- add_result(): the index dict outlives its lookup -------------------------
+
+
+def test_add_result_holds_the_index_while_looking_up():
+    """waiter.add_result(d2) looked d2 up in the waiter's index dict
+    through the waiter's own (borrowed) pointer.  The lookup calls d1's
+    __eq__ first (same hash), which here closes the iterator: that freed
+    the dict in the middle of the lookup (valgrind: invalid reads in
+    dictkeys_generic_lookup), and a dict made next took its memory, so the
+    lookup returned that dict's value ("an integer is required")."""
+    planted = []
+    ours = taskdemo.Future()
+    ours.set_result(0)
+    d1, d2 = Duck(), Duck()
+    it = taskdemo.as_completed([ours, d1, d2])
+    assert next(it) is ours           # both ducks are watched by _waiters
+
+    def close_and_reuse():
+        it.close()
+        planted.append({d1: 0, d2: "not an index"})
+
+    Duck.hook = close_and_reuse
+    d2.set_result(1)                  # must not raise
+    assert planted and d1._waiters == [] and d2._waiters == []
+
