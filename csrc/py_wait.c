@@ -212,9 +212,14 @@ static PyObject *waiter_add_cancelled(PyObject *self, PyObject *future)
     return waiter_add(self, future, PY_NOTIFY_CANCELLED);
 }
 
-/* Counts a future that was done when watched. */
+/* Counts a future that was done when watched.  Never twice, nor after a
+ * notification (Python code may notify at odd times): each index enters
+ * the queue once, so tail <= n. */
 static void watched_done(waiter_object *w, Py_ssize_t i)
 {
+    if (w->flags[i] & FL_DONE) {
+        return;
+    }
     w->flags[i] |= FL_DONE | FL_INITIAL;
     w->ninitial++;
     if (w->kind == KIND_AS_COMPLETED) {
@@ -254,8 +259,13 @@ static int watch_by_list(waiter_object *w, Py_ssize_t i)
     Py_XDECREF(state);
     if (done >= 0) {
         /* Counted before the append: with the condition held, the future
-         * cannot notify us before we are done here. */
-        if (!done) {
+         * cannot notify us before we are done here, but the append is
+         * Python code that may (a _waiters that tells a new waiter about a
+         * future already done), and a done future counted after it would
+         * then be queued twice. */
+        if (done) {
+            watched_done(w, i);
+        } else {
             w->pending++;
         }
         PyObject *waiters = PyObject_GetAttr(f, st->wait.str_waiters);
@@ -266,9 +276,6 @@ static int watch_by_list(waiter_object *w, Py_ssize_t i)
         if (r != NULL) {
             Py_DECREF(r);
             w->flags[i] |= FL_LIST;
-            if (done) {
-                watched_done(w, i);
-            }
             rc = 0;
         } else if (!done) {
             w->pending--;

@@ -253,3 +253,56 @@ def test_add_result_holds_the_index_while_looking_up():
     d2.set_result(1)                  # must not raise
     assert planted and d1._waiters == [] and d2._waiters == []
 
+
+# -- watch_by_list: a notification from inside the append --------------------
+
+
+EAGER_SCRIPT = """
+import concurrent.futures as cf, sys
+import taskdemo
+
+class EagerList(list):
+    # Tells a new waiter at once about a future that is already done.
+    def __init__(self, owner):
+        super().__init__()
+        self.owner = owner
+
+    def append(self, waiter):
+        super().append(waiter)
+        if self.owner.done():
+            waiter.add_result(self.owner)
+
+class Eager(cf.Future):
+    def __init__(self):
+        super().__init__()
+        self._waiters = EagerList(self)
+
+ours, e = taskdemo.Future(), Eager()
+ours.set_result(0)
+e.set_result(1)
+if sys.argv[1] == "as_completed":
+    out = list(taskdemo.as_completed([ours, e]))
+    print(len(out), len(set(map(id, out))))
+else:
+    r = taskdemo.wait([ours, e, taskdemo.Future()], timeout=0)
+    print(len(r.done), len(r.not_done))
+    r = taskdemo.wait([ours, e])      # all done: returns at once
+    print(len(r.done), len(r.not_done))
+"""
+
+
+@pytest.mark.parametrize("which", ["as_completed", "wait"])
+def test_waiters_that_notify_on_append(run_in_subprocess, which):
+    """A future whose _waiters notifies a waiter appended after it is done
+    (Python code the stdlib copes with: it yields such a future once).
+    watch_by_list counted the future done only after the append, so the
+    notification from inside it queued the future a second time:
+    as_completed() wrote past its queue and then yielded the future again
+    from an emptied slot (a segfault); now it is counted before the append
+    and an index is queued at most once.  wait() is checked too: the
+    future must be counted done exactly once, or wait() never returns."""
+    rc, out, err = run_in_subprocess(EAGER_SCRIPT, timeout=WAIT,
+                                     args=(which,))
+    assert rc == 0, f"rc={rc}\n{out}\n{err[-3000:]}"
+    expected = "2 2\n" if which == "as_completed" else "2 1\n2 0\n"
+    assert out == expected
