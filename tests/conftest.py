@@ -59,6 +59,9 @@ def pytest_configure(config: pytest.Config) -> None:
     # SIG_IGN) here makes children start with the default disposition.
     if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    config.addinivalue_line(
+        "markers", "fork: forks a process that has threads (skipped under "
+                   "ASan, see pytest_collection_modifyitems)")
     # The test modules read TASKDEMO_SLOW when they are imported, which is
     # after this hook: --slow only has to set it.
     if config.getoption("--slow"):
@@ -71,6 +74,27 @@ def pytest_configure(config: pytest.Config) -> None:
         importlib.import_module("taskdemo")
     except ImportError:
         pass
+
+
+# CI runs the whole suite once more against an ASan build of the extension,
+# with libasan preloaded into the interpreter.
+UNDER_ASAN = "libasan" in os.environ.get("LD_PRELOAD", "")
+
+
+def pytest_collection_modifyitems(config: pytest.Config,
+                                  items: List[pytest.Item]) -> None:
+    # GCC 12's libasan does not take its allocator locks around fork(): a
+    # child forked while another thread allocates can hang on a lock that
+    # thread held (seen here in about 1 run in 10, before and after any
+    # change of ours).  The fork tests run in the three plain suite runs and
+    # the C fuzz corpus forks under ASan; here they would only be flaky.
+    if not UNDER_ASAN:
+        return
+    skip = pytest.mark.skip(reason="fork with threads under GCC 12's ASan "
+                                   "can hang in libasan (not our code)")
+    for item in items:
+        if "fork" in item.keywords:
+            item.add_marker(skip)
 
 
 class Impl:

@@ -205,6 +205,7 @@ pool.shutdown(wait=True)
 """
 
 
+@pytest.mark.fork
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_with_live_pool(impl, run_in_subprocess):
     """After os.fork() the child never hangs on a pool it inherited: the

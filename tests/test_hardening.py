@@ -351,6 +351,7 @@ print("parent ok", flush=True)
 """
 
 
+@pytest.mark.fork
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_fork_from_a_task(impl, run_in_subprocess):
     """A task of a busy pool calls os.fork(): in the child (where the
@@ -398,6 +399,7 @@ print("parent ok", flush=True)
 """
 
 
+@pytest.mark.fork
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_multiprocessing_fork_with_a_busy_pool(impl, run_in_subprocess):
     """As the notebook does: multiprocessing with the fork start method

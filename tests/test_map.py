@@ -759,6 +759,7 @@ pool.shutdown(wait=True)
 """
 
 
+@pytest.mark.fork
 @pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork")
 def test_fork_child_does_not_hang(run_in_subprocess):
     """In the child the runner's thread is gone: the item it ran, and the

@@ -50,6 +50,7 @@ print("forked 60 times")
 """
 
 
+@pytest.mark.fork
 def test_fork_does_not_deadlock_with_other_fork_hooks(run_in_subprocess):
     """The pools' locks used to be taken in an os.register_at_fork hook,
     i.e. before other Python hooks (logging's) that may give up the GIL:
@@ -89,6 +90,7 @@ a.shutdown(); b.shutdown()
 """
 
 
+@pytest.mark.fork
 def test_fork_child_fails_inherited_futures_quietly(run_in_subprocess):
     """In the child, failing an inherited future used to run its callbacks
     while other pools were still locked, so a callback touching one hung the
@@ -136,6 +138,7 @@ pool.shutdown()
 """
 
 
+@pytest.mark.fork
 def test_fork_child_gets_a_fresh_shared_condition(run_in_subprocess):
     """A thread of the parent holding the futures' shared condition at fork
     time used to leave it locked forever in the child; as_completed there

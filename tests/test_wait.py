@@ -827,6 +827,7 @@ pool.shutdown()
 """
 
 
+@pytest.mark.fork
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_as_completed_in_fork_child_does_not_hang(run_in_subprocess):
     rc, out, err = run_in_subprocess(FORK_SCRIPT, timeout=30)
