@@ -522,8 +522,9 @@ interpreter lock* (GIL), one thread at a time, so two threads of pure-Python
 busy work take turns on one core: together they take as long as one thread
 running both, one after the other. Code in C that releases the GIL does not
 have to wait for it: `taskdemo.native.spin(seconds)` keeps a core busy in C
-without the GIL, so two of them on two workers run truly in parallel, one
-per core.
+without the GIL until its thread has used `seconds` of CPU time, so two of
+them on two workers run truly in parallel, one per core (on one core they
+would take twice as long).
 
 First, how much pure-Python work one thread does in a second on this
 machine, at its fastest:
