@@ -368,10 +368,7 @@ static PyType_Spec stopwatch_spec = {
     .name = "taskdemo._taskdemo.Stopwatch",
     .basicsize = sizeof(stopwatch_object),
     .flags = Py_TPFLAGS_DEFAULT
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-             | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-    ,
+             | TD_TPFLAGS_IMMUTABLE,
     .slots = stopwatch_slots,
 };
 
@@ -392,7 +389,7 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyObject *import_attr(const char *module, const char *name)
+PyObject *py_import_attr(const char *module, const char *name)
 {
     PyObject *m = PyImport_ImportModule(module);
     if (m == NULL) {
@@ -421,21 +418,21 @@ static int module_exec(PyObject *module)
         "FINISHED",
     };
     for (int i = 0; i < PY_NSTATES; i++) {
-        st->state_names[i] = import_attr("concurrent.futures._base",
+        st->state_names[i] = py_import_attr("concurrent.futures._base",
                                          state_attrs[i]);
         if (st->state_names[i] == NULL) {
             return -1;
         }
     }
-    if ((st->BaseFuture = import_attr("concurrent.futures", "Future")) ==
+    if ((st->BaseFuture = py_import_attr("concurrent.futures", "Future")) ==
             NULL ||
-        (st->CancelledError = import_attr("concurrent.futures",
+        (st->CancelledError = py_import_attr("concurrent.futures",
                                           "CancelledError")) == NULL ||
-        (st->TimeoutError = import_attr("concurrent.futures",
+        (st->TimeoutError = py_import_attr("concurrent.futures",
                                         "TimeoutError")) == NULL ||
-        (st->InvalidStateError = import_attr("concurrent.futures",
+        (st->InvalidStateError = py_import_attr("concurrent.futures",
                                              "InvalidStateError")) == NULL ||
-        (st->BrokenThreadPool = import_attr("concurrent.futures.thread",
+        (st->BrokenThreadPool = py_import_attr("concurrent.futures.thread",
                                             "BrokenThreadPool")) == NULL ||
         (st->str_acquire = PyUnicode_InternFromString("acquire")) == NULL ||
         (st->str_release = PyUnicode_InternFromString("release")) == NULL ||
@@ -444,7 +441,7 @@ static int module_exec(PyObject *module)
         return -1;
     }
     /* The `_condition` of every future: see py_future.c for why one. */
-    PyObject *Condition = import_attr("threading", "Condition");
+    PyObject *Condition = py_import_attr("threading", "Condition");
     if (Condition == NULL) {
         return -1;
     }
@@ -455,7 +452,7 @@ static int module_exec(PyObject *module)
              st->condition, "_waiters")) == NULL) {
         return -1;
     }
-    PyObject *getLogger = import_attr("logging", "getLogger");
+    PyObject *getLogger = py_import_attr("logging", "getLogger");
     if (getLogger == NULL) {
         return -1;
     }

@@ -7,6 +7,20 @@
 
 #include <Python.h>
 
+/* Type flags that older versions lack, as 0 there: an immutable type
+ * (3.10+), and one that Python code cannot instantiate (3.10+; before, the
+ * type's own tp_new refuses). */
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+#define TD_TPFLAGS_IMMUTABLE Py_TPFLAGS_IMMUTABLETYPE
+#else
+#define TD_TPFLAGS_IMMUTABLE 0
+#endif
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+#define TD_TPFLAGS_NO_INSTANCES Py_TPFLAGS_DISALLOW_INSTANTIATION
+#else
+#define TD_TPFLAGS_NO_INSTANCES 0
+#endif
+
 #if PY_VERSION_HEX < 0x030A00F0
 static inline PyObject *Py_NewRef(PyObject *o)
 {

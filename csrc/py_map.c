@@ -454,13 +454,7 @@ static PyType_Spec job_spec = {
     .name = "taskdemo._taskdemo._MapJob",
     .basicsize = sizeof(py_map_job),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION
-#endif
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-             | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-    ,
+             | TD_TPFLAGS_IMMUTABLE | TD_TPFLAGS_NO_INSTANCES,
     .slots = job_slots,
 };
 
@@ -644,13 +638,7 @@ static PyType_Spec iter_spec = {
     .name = "taskdemo._taskdemo.MapIterator",
     .basicsize = sizeof(map_iter),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION
-#endif
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-             | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-    ,
+             | TD_TPFLAGS_IMMUTABLE | TD_TPFLAGS_NO_INSTANCES,
     .slots = iter_slots,
 };
 

@@ -80,6 +80,10 @@ py_state *py_state_from_type(PyTypeObject *tp);
 /* Raises the Python exception for a core error code; returns NULL. */
 PyObject *py_raise(py_state *st, int rc);
 
+/* module.name as a new reference, importing module; NULL with an
+ * exception set. */
+PyObject *py_import_attr(const char *module, const char *name);
+
 /* Converts a timeout argument (None, int or float seconds) to ns: -1 for
  * None, 0 for negative values (as the stdlib), capped at ~292 years.
  * Returns 0 on success, -1 with an exception set. */

@@ -540,13 +540,7 @@ static PyType_Spec waiter_spec = {
     .name = "taskdemo._taskdemo._Waiter",
     .basicsize = sizeof(waiter_object),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-             | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION
-#endif
-    ,
+             | TD_TPFLAGS_IMMUTABLE | TD_TPFLAGS_NO_INSTANCES,
     .slots = waiter_slots,
 };
 
@@ -859,13 +853,7 @@ static PyType_Spec ac_spec = {
     .name = "taskdemo._taskdemo._AsCompleted",
     .basicsize = sizeof(ac_object),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC
-#ifdef Py_TPFLAGS_IMMUTABLETYPE
-             | Py_TPFLAGS_IMMUTABLETYPE
-#endif
-#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
-             | Py_TPFLAGS_DISALLOW_INSTANTIATION
-#endif
-    ,
+             | TD_TPFLAGS_IMMUTABLE | TD_TPFLAGS_NO_INSTANCES,
     .slots = ac_slots,
 };
 
@@ -1137,17 +1125,6 @@ static PyMethodDef wait_functions[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyObject *attr_of(const char *module, const char *name)
-{
-    PyObject *m = PyImport_ImportModule(module);
-    if (m == NULL) {
-        return NULL;
-    }
-    PyObject *attr = PyObject_GetAttrString(m, name);
-    Py_DECREF(m);
-    return attr;
-}
-
 int py_wait_init(PyObject *module, py_state *st)
 {
     py_wait_state *ws = &st->wait;
@@ -1156,7 +1133,7 @@ int py_wait_init(PyObject *module, py_state *st)
         "ALL_COMPLETED",
     };
     for (int k = 0; k < 4; k++) {
-        ws->return_when[k] = attr_of("concurrent.futures._base",
+        ws->return_when[k] = py_import_attr("concurrent.futures._base",
                                      return_when[k]);
         if (ws->return_when[k] == NULL ||
             (k > 0 && PyModule_AddObjectRef(module, return_when[k],
@@ -1164,13 +1141,13 @@ int py_wait_init(PyObject *module, py_state *st)
             return -1;
         }
     }
-    if ((ws->std_as_completed = attr_of("concurrent.futures._base",
+    if ((ws->std_as_completed = py_import_attr("concurrent.futures._base",
                                         "as_completed")) == NULL ||
-        (ws->std_wait = attr_of("concurrent.futures._base", "wait")) ==
+        (ws->std_wait = py_import_attr("concurrent.futures._base", "wait")) ==
             NULL ||
-        (ws->DoneAndNotDoneFutures = attr_of(
+        (ws->DoneAndNotDoneFutures = py_import_attr(
              "concurrent.futures._base", "DoneAndNotDoneFutures")) == NULL ||
-        (ws->monotonic = attr_of("time", "monotonic")) == NULL ||
+        (ws->monotonic = py_import_attr("time", "monotonic")) == NULL ||
         (ws->str_condition = PyUnicode_InternFromString("_condition")) ==
             NULL ||
         (ws->str_state = PyUnicode_InternFromString("_state")) == NULL ||
