@@ -1044,10 +1044,11 @@ static PyObject *executor_timeline_raw(PyObject *op, PyObject *unused)
         PyObject *label = r->tag < (uint32_t)PyList_GET_SIZE(pp->labels)
                               ? PyList_GET_ITEM(pp->labels, r->tag)
                               : PyList_GET_ITEM(pp->labels, 0);
-        PyObject *item = Py_BuildValue("(OIKKK)", label, r->worker,
+        PyObject *item = Py_BuildValue("(OIKKKI)", label, r->worker,
                                        (unsigned long long)r->submit_ns,
                                        (unsigned long long)r->start_ns,
-                                       (unsigned long long)r->end_ns);
+                                       (unsigned long long)r->end_ns,
+                                       r->items);
         if (item == NULL) {
             Py_CLEAR(list);
             break;

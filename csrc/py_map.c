@@ -12,8 +12,9 @@
  * the exception, and go on until no item is left.  The returned
  * MapIterator yields the results in order, waiting in C with the GIL
  * released, and raises an item's exception when it reaches it.  With a
- * timeline, each item gets its own record, labelled with fn's name; the
- * runners themselves are not recorded.
+ * timeline, items are recorded as tasks are, labelled with fn's name:
+ * each its own record, except runs of sub-microsecond items, which share
+ * records ("Runs" in td_pool.h); the runners themselves are not recorded.
  *
  * Threading: everything in a job but the wake word is read and written
  * with the GIL held.  Runners hold it while they claim an item and run it
@@ -67,8 +68,6 @@ enum {
     STOP_FAILED       /* stop_exc for items not run (broken pool, fork) */
 };
 
-/* Item end stamps a runner buffers before taking the pool's lock. */
-#define RECORD_BATCH 64
 /* Items a runner runs between two looks at how long it held the GIL. */
 #define BREATHE_EVERY 32
 
@@ -336,27 +335,36 @@ static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
     job->state[i] = r != NULL ? ITEM_RETURNED : ITEM_RAISED;
 }
 
-/* Records the run of items that ended at ends[0..*count), the first of
- * which started at *start; the next run starts where this one ended. */
-static void flush_run(py_map_job *job, uint64_t *start, uint64_t *ends,
-                      size_t *count)
+/* What a runner knows of the record it is building (see "Runs" in
+ * td_pool.h): when its first item started, how many items ran since, and
+ * how many the record may take. */
+typedef struct run_meter {
+    uint64_t start;
+    unsigned items;
+    unsigned stride;
+} run_meter;
+
+/* Records the items run since m->start as one record ending now; the next
+ * record starts where this one ended. */
+static void end_run(py_map_job *job, run_meter *m)
 {
-    if (*count > 0) {
-        td_pool_timeline_add_run(job->core, job->submit_stamp, *start, ends,
-                                 *count, job->tag);
-        *start = ends[*count - 1];
-        *count = 0;
+    if (m->items == 0) {
+        return;
     }
+    uint64_t end = td_pool_stamp();
+    td_pool_timeline_add_run(job->core, job->submit_stamp, m->start, end,
+                             m->items, job->tag);
+    m->stride = td_run_next_stride(m->stride, end - m->start, m->items);
+    m->start = end;
+    m->items = 0;
 }
 
 td_waitset *py_map_run(PyObject *op)
 {
     py_map_job *job = (py_map_job *)op;
-    /* With a timeline: items run back to back, so one stamp per item, its
-     * end, is also the start of the next; the ends are recorded as runs. */
-    uint64_t ends[RECORD_BATCH];
-    size_t nends = 0;
-    uint64_t start = job->timing ? td_pool_stamp() : 0;
+    /* With a timeline: items run back to back, so a record's end is the
+     * next one's start, and a record may stand for several short items. */
+    run_meter meter = {job->timing ? td_pool_stamp() : 0, 0, 1};
     unsigned since_check = 0;
     int owed = 0;
     PyObject *ctx = NULL;   /* the context copy entered for the items */
@@ -364,11 +372,8 @@ td_waitset *py_map_run(PyObject *op)
         Py_ssize_t i = job->next++;
         job->state[i] = ITEM_RUNNING;
         run_item(job, i, &ctx);
-        if (job->timing) {
-            ends[nends++] = td_pool_stamp();
-            if (nends == RECORD_BATCH) {
-                flush_run(job, &start, ends, &nends);
-            }
+        if (job->timing && ++meter.items >= meter.stride) {
+            end_run(job, &meter);
         }
         if (i == job->waiting_for) {
             /* The iterator waits for this item.  If this runner has no
@@ -380,18 +385,22 @@ td_waitset *py_map_run(PyObject *op)
          * threads in now and then, as run_task does between tasks. */
         if (++since_check == BREATHE_EVERY) {
             since_check = 0;
+            if (job->timing) {
+                end_run(job, &meter);   /* the GIL may go elsewhere now */
+            }
             if (py_worker_breathe() && job->timing) {
-                /* The GIL went elsewhere meanwhile: the next item starts
-                 * now, not when the last one ended. */
-                flush_run(job, &start, ends, &nends);
-                start = td_pool_stamp();
+                /* It did: the next item starts now, not when the last
+                 * one ended. */
+                meter.start = td_pool_stamp();
             }
         }
     }
     if (ctx != NULL) {
         exit_copy(job, ctx);
     }
-    flush_run(job, &start, ends, &nends);
+    if (job->timing) {
+        end_run(job, &meter);
+    }
     runner_done(job);
     return owed ? &job->st->waitset : NULL;
 }

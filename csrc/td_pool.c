@@ -277,6 +277,36 @@ static void set_thread_name(const td_pool *p, unsigned index)
 #endif
 }
 
+/* The record of a run that starts with task t: at the end of the last
+ * record (ticks; 0 if none) if t was already queued then, else now. */
+static td_task_record start_run(const task *t, uint64_t last_end,
+                                unsigned worker_index)
+{
+    uint64_t start = last_end != 0 && last_end >= t->submit_ticks
+                         ? last_end
+                         : td_ticks_now();
+    /* Raw TSC reads on two CPUs may disagree by a few cycles (and rdtsc
+     * may run a little early), so a start could precede a submit made
+     * just before it on another CPU: keep submit <= start <= end. */
+    if (start < t->submit_ticks) {
+        start = t->submit_ticks;
+    }
+    return (td_task_record){t->submit_ticks, start, 0, worker_index, t->tag,
+                            0};
+}
+
+/* Ends the open run of `items` tasks at `end` (ticks), returns its record
+ * and adapts the stride for the next one. */
+static td_task_record end_run(const td_task_record *open, unsigned items,
+                              uint64_t end, unsigned *stride)
+{
+    td_task_record r = *open;
+    r.end_ns = end > r.start_ns ? end : r.start_ns;
+    r.items = items;
+    *stride = td_run_next_stride(*stride, r.end_ns - r.start_ns, items);
+    return r;
+}
+
 static void *worker_main(void *opaque)
 {
     worker *w = opaque;
@@ -295,9 +325,14 @@ static void *worker_main(void *opaque)
     /* True after a task ran and until thread_idle has been told, so an idle
      * worker calls the hook once per idle spell, not per wake-up. */
     int owes_idle = 1;
-    /* With a timeline, the time (in ticks) the previous task ended if the
-     * worker went straight on to the next one: it is that task's start
-     * too, which saves a clock read per task in a busy pool. */
+    /* With a timeline: the record being built for the run of tasks this
+     * worker is in (open_items tasks so far; see "Runs" in td_pool.h), how
+     * many tasks it may take, and the time (in ticks) the last record
+     * ended if the worker went straight on: that is the next task's start
+     * too, which saves a clock read. */
+    td_task_record open = {0};
+    unsigned open_items = 0;
+    unsigned stride = 1;
     uint64_t last_end = 0;
 
     pthread_mutex_lock(&p->mu);
@@ -310,37 +345,53 @@ static void *worker_main(void *opaque)
             w->current = t;
             pthread_mutex_unlock(&p->mu);
 
-            uint64_t start = 0;
+            td_task_record finished[2];
+            size_t nfinished = 0;
+            int recorded = p->timing && t.tag != TD_POOL_TAG_UNRECORDED;
             if (p->timing) {
-                /* The previous task's end serves as this start only if
-                 * this task was already queued then. */
-                start = last_end != 0 && last_end >= t.submit_ticks
-                            ? last_end
-                            : td_ticks_now();
-                /* Raw TSC reads on two CPUs may disagree by a few cycles
-                 * (and rdtsc may run a little early), so a start could
-                 * precede a submit made just before it on another CPU:
-                 * keep records ordered submit <= start <= end. */
-                if (start < t.submit_ticks) {
-                    start = t.submit_ticks;
+                if (t.tag != open.tag) {
+                    /* Another label (open.tag is the last record's):
+                     * an open run ends where this task starts, and the
+                     * next starts small. */
+                    if (open_items > 0) {
+                        finished[nfinished++] = end_run(
+                            &open, open_items, td_ticks_now(), &stride);
+                        last_end = finished[nfinished - 1].end_ns;
+                        open_items = 0;
+                    }
+                    open.tag = t.tag;
+                    stride = 1;
+                }
+                if (recorded && open_items == 0) {
+                    open = start_run(&t, last_end, w->index);
                 }
             }
             t.fn(t.arg);
             owes_idle = 1;
-            if (p->timing) {
-                last_end = td_ticks_now();
-                if (last_end < start) {
-                    last_end = start;
-                }
+            if (recorded && ++open_items >= stride) {
+                finished[nfinished++] =
+                    end_run(&open, open_items, td_ticks_now(), &stride);
+                last_end = finished[nfinished - 1].end_ns;
+                open_items = 0;
+            } else if (p->timing && !recorded) {
+                last_end = 0;   /* the next task reads its own start */
+                open_items = 0;
             }
 
             pthread_mutex_lock(&p->mu);
-            if (p->timing && t.tag != TD_POOL_TAG_UNRECORDED) {
+            if (open_items > 0 && p->ring_count == 0) {
+                /* Nothing queued: end the run now, under mu, so that
+                 * whoever waits for the pool to finish (td_pool_wait)
+                 * finds every finished task recorded. */
+                finished[nfinished++] =
+                    end_run(&open, open_items, td_ticks_now(), &stride);
+                last_end = finished[nfinished - 1].end_ns;
+                open_items = 0;
+            }
+            for (size_t k = 0; k < nfinished; k++) {
                 /* Ticks go into the ring as they are; td_pool_timeline
                  * converts them to ns when they are read. */
-                td_task_record r = {t.submit_ticks, start, last_end,
-                                    w->index, t.tag};
-                td_timeline_push(&p->timeline, &r);
+                td_timeline_push(&p->timeline, &finished[k]);
             }
             w->current.fn = NULL;
             w->current.arg = NULL;
@@ -353,7 +404,11 @@ static void *worker_main(void *opaque)
         if (p->shutdown) {
             break;
         }
-        last_end = 0;   /* going idle: the next start needs its own time */
+        /* Going idle (no run is open: the last task saw the ring empty):
+         * the next start needs its own time, and the next run starts
+         * small again. */
+        last_end = 0;
+        stride = 1;
         if (owes_idle && p->hooks.thread_idle != NULL) {
             /* Give back per-thread resources (the GIL) before sleeping,
              * without mu; then look at the ring again, since tasks may
@@ -724,37 +779,19 @@ int td_pool_timeline(td_pool *p, td_task_record *out, size_t max,
 }
 
 int td_pool_timeline_add_run(td_pool *p, uint64_t submit, uint64_t start,
-                             const uint64_t *ends, size_t n, uint32_t tag)
+                             uint64_t end, unsigned items, uint32_t tag)
 {
-    if (p == NULL || (ends == NULL && n > 0) || current_pool != p) {
+    if (p == NULL || items == 0 || current_pool != p) {
         return TD_EINVAL;
     }
-    if (!p->timing || n == 0) {
+    if (!p->timing) {
         return TD_OK;
     }
-    /* Records are made in small batches on the stack and pushed with the
-     * lock held; a unit's start is the end before it. */
-    enum { BATCH = 64 };
-    td_task_record recs[BATCH];
+    uint64_t s = start > submit ? start : submit;
+    td_task_record r = {submit, s, end > s ? end : s, current_index, tag,
+                        items};
     pthread_mutex_lock(&p->mu);
-    size_t first = 0;
-    if (n > p->timeline.capacity) {
-        /* Only the last `capacity` can stay: the rest count as dropped,
-         * as pushing them all would count them. */
-        first = n - p->timeline.capacity;
-        p->timeline.dropped += first;
-        start = ends[first - 1];
-    }
-    for (size_t i = first; i < n;) {
-        size_t k = 0;
-        for (; k < BATCH && i < n; k++, i++) {
-            uint64_t s = start > submit ? start : submit;
-            uint64_t e = ends[i] > s ? ends[i] : s;
-            recs[k] = (td_task_record){submit, s, e, current_index, tag};
-            start = ends[i];
-        }
-        td_timeline_push_many(&p->timeline, recs, k);
-    }
+    td_timeline_push(&p->timeline, &r);
     pthread_mutex_unlock(&p->mu);
     return TD_OK;
 }

@@ -85,7 +85,7 @@ int td_pool_submit(td_pool *p, td_task_fn fn, void *arg);
  * td_pool_submit with a tag, a number the caller chooses to label the task
  * in the timeline (td_pool_submit uses 0).  TD_POOL_TAG_UNRECORDED keeps
  * the task itself out of the timeline: for a task that runs several units
- * of work and records each (td_pool_timeline_add_run).
+ * of work and records them itself (td_pool_timeline_add_run).
  */
 int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
                           uint32_t tag);
@@ -93,9 +93,36 @@ int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
 #define TD_POOL_TAG_UNRECORDED UINT32_MAX
 
 /*
+ * Runs.  A timeline record costs a clock read (a TSC read, ~10 ns) and a
+ * ring write, which is measurable against a task of a few hundred ns, and
+ * dominant against a map() item of 60 ns.  So a worker that runs short
+ * tasks of one tag back to back records them in runs: one record for up
+ * to TD_RUN_MAX of them, with their count in `items` (td_timeline.h), and
+ * one clock read per record.  How many tasks the next record may take (the
+ * stride) adapts: it starts at 1, doubles after a record whose tasks took
+ * under td_ticks_short() (about a microsecond) each on average, and falls
+ * back to 1 after any other record, when the tag changes and when the
+ * worker goes idle.  So a
+ * task that runs alone, or among tasks of a microsecond or more, gets a
+ * record of its own; only a stream of sub-microsecond tasks shares records
+ * (and a long task that follows such a stream directly may share the
+ * stream's last record).
+ */
+#define TD_RUN_MAX 64u
+
+/* The stride after a record of `items` units that took `ticks`. */
+static inline unsigned td_run_next_stride(unsigned stride, uint64_t ticks,
+                                          unsigned items)
+{
+    if (ticks >= (uint64_t)items * td_ticks_short()) {
+        return 1;
+    }
+    return stride >= TD_RUN_MAX / 2 ? TD_RUN_MAX : stride * 2;
+}
+
+/*
  * A timestamp in the units pool timelines keep internally (ticks, see
- * td_ticks.h), for td_pool_timeline_add_run.  Inline and lock-free: a task
- * that records its units of work takes one per unit.
+ * td_ticks.h), for td_pool_timeline_add_run.  Inline and lock-free.
  */
 static inline uint64_t td_pool_stamp(void)
 {
@@ -103,24 +130,24 @@ static inline uint64_t td_pool_stamp(void)
 }
 
 /*
- * From a task running on one of p's workers: records n units of work that
- * the task ran itself, back to back, all queued at `submit` and labelled
- * `tag`: unit 0 started at `start`, unit i ended at ends[i], and each next
- * unit started when the one before it ended.  Times are td_pool_stamp()
- * values.  One record per unit, as if each had been a task: on the calling
+ * From a task running on one of p's workers: records a run of `items`
+ * units of work that the task ran itself, back to back, all queued at
+ * `submit` and labelled `tag`, the first started at `start` and the last
+ * ended at `end` (td_pool_stamp() values).  One record, on the calling
  * worker, with submit <= start <= end (stamps read on two CPUs may
- * disagree by a few ticks; the pool evens them out).  Takes the pool's
- * lock once for all n, so a task can batch them.  Returns TD_OK (also when
- * p keeps no timeline: nothing is recorded), or TD_EINVAL for NULL
- * arguments or when not called from one of p's workers.
+ * disagree by a few ticks; the pool evens them out).  A task that runs
+ * many units chooses how many share a record with td_run_next_stride, as
+ * the workers do for tasks.  Returns TD_OK (also when p keeps no timeline:
+ * nothing is recorded), or TD_EINVAL for NULL p, items 0, or when not
+ * called from one of p's workers.
  */
 int td_pool_timeline_add_run(td_pool *p, uint64_t submit, uint64_t start,
-                             const uint64_t *ends, size_t n, uint32_t tag);
+                             uint64_t end, unsigned items, uint32_t tag);
 
 /*
  * Copies the timeline, oldest first: at most max records into out, their
- * number into *count, and into *dropped how many older ones the ring has
- * lost.  Times come out as CLOCK_MONOTONIC nanoseconds, comparable with
+ * number into *count, and into *dropped how many tasks (items) the older
+ * records that the ring lost stood for.  Times come out as CLOCK_MONOTONIC nanoseconds, comparable with
  * td_clock_now_ns() (the pool stamps in ticks and converts them here; see
  * td_ticks.c for the accuracy), with submit_ns <= start_ns <= end_ns.
  * Returns TD_OK, or TD_EINVAL for NULL arguments.  A timeline of capacity

@@ -74,6 +74,18 @@ static inline uint64_t td_ticks_now(void)
 }
 
 /*
+ * About a microsecond in ticks, for telling short tasks from the rest
+ * (td_pool.h, "Runs"), where only the order of magnitude matters: 2048
+ * TSC ticks are 0.4-2 us on x86 CPUs, whose TSCs run at 1-5 GHz; 1000 ns
+ * otherwise.  Call after the source is decided (any td_ticks_now()).
+ */
+static inline uint64_t td_ticks_short(void)
+{
+    int src = atomic_load_explicit(&td__ticks_source, memory_order_relaxed);
+    return src == TD_TICKS_TSC ? 2048u : 1000u;
+}
+
+/*
  * A linear map from ticks to CLOCK_MONOTONIC nanoseconds, valid for ticks
  * read before it was made (and shortly after).  Plain data, owned by the
  * caller; make a new one for each readout.

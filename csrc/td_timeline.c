@@ -3,8 +3,8 @@
  *
  * A ring of fixed capacity keeps memory bounded however many tasks run:
  * the newest records are the interesting ones for a chart, so the oldest
- * are overwritten, and the count of those lost is kept so a reader knows
- * the picture is partial.
+ * are overwritten, and the count of the tasks they stood for is kept so a
+ * reader knows the picture is partial.
  */
 #include "td_timeline.h"
 
@@ -38,44 +38,23 @@ void td_timeline_push(td_timeline *tl, const td_task_record *r)
     if (tl->capacity == 0) {
         return;
     }
+    /* Wrapping by comparison, not `%`: a division per task is measurable
+     * when a task costs a few hundred ns and the capacity is any size. */
+    size_t tail = tl->head + tl->count;
+    if (tail >= tl->capacity) {
+        tail -= tl->capacity;
+    }
     if (tl->count == tl->capacity) {
-        tl->ring[tl->head] = *r;   /* the oldest slot becomes the newest */
-        tl->head = (tl->head + 1) % tl->capacity;
-        tl->dropped++;
-        return;
-    }
-    tl->ring[(tl->head + tl->count) % tl->capacity] = *r;
-    tl->count++;
-}
-
-void td_timeline_push_many(td_timeline *tl, const td_task_record *r,
-                           size_t n)
-{
-    size_t cap = tl->capacity;
-    if (cap == 0 || n == 0) {
-        return;
-    }
-    if (n >= cap) {
-        /* Only the newest cap records survive: they fill the ring. */
-        tl->dropped += tl->count + (n - cap);
-        memcpy(tl->ring, r + (n - cap), cap * sizeof(*r));
-        tl->head = 0;
-        tl->count = cap;
-        return;
-    }
-    size_t tail = (tl->head + tl->count) % cap;
-    size_t first = cap - tail < n ? cap - tail : n;
-    memcpy(tl->ring + tail, r, first * sizeof(*r));
-    memcpy(tl->ring, r + first, (n - first) * sizeof(*r));
-    if (tl->count + n > cap) {
-        /* The new records overwrote the oldest ones. */
-        size_t over = tl->count + n - cap;
-        tl->dropped += over;
-        tl->head = (tl->head + over) % cap;
-        tl->count = cap;
+        /* The oldest slot becomes the newest. */
+        uint32_t lost = tl->ring[tl->head].items;
+        tl->dropped += lost > 0 ? lost : 1;
+        if (++tl->head == tl->capacity) {
+            tl->head = 0;
+        }
     } else {
-        tl->count += n;
+        tl->count++;
     }
+    tl->ring[tail] = *r;
 }
 
 size_t td_timeline_copy(const td_timeline *tl, td_task_record *out,

@@ -1,7 +1,7 @@
 /*
- * td_timeline.h - a bounded record of what ran when: one td_task_record per
- * finished task, kept in a ring that drops (and counts) the oldest records
- * when full.
+ * td_timeline.h - a bounded record of what ran when: td_task_records of
+ * finished tasks, kept in a ring that drops the oldest records when full
+ * and counts the tasks they stood for.
  *
  * Not synchronised: the pool keeps one and guards it with its own mutex.
  * Ownership: the caller owns the td_timeline storage; init allocates the
@@ -22,12 +22,19 @@
  * converts them as it copies them out (td_ticks.h).  td_timeline itself
  * only stores and copies them, whatever they are.
  */
+/*
+ * A record is usually one task.  It stands for `items` tasks when a worker
+ * ran that many short ones of one tag back to back and recorded them
+ * together (td_pool.h, "Runs"): then submit_ns is the first one's, start_ns
+ * when the first began and end_ns when the last returned.
+ */
 typedef struct td_task_record {
-    uint64_t submit_ns;   /* when it was queued */
+    uint64_t submit_ns;   /* when it (the first of them) was queued */
     uint64_t start_ns;    /* when a worker began running it */
-    uint64_t end_ns;      /* when it returned */
+    uint64_t end_ns;      /* when it (the last of them) returned */
     uint32_t worker;      /* index of the worker that ran it */
     uint32_t tag;         /* the submitter's label for it */
+    uint32_t items;       /* tasks it stands for, >= 1 */
 } td_task_record;
 
 typedef struct td_timeline {
@@ -35,7 +42,8 @@ typedef struct td_timeline {
     size_t capacity;   /* 0: recording is off */
     size_t head;       /* oldest record */
     size_t count;
-    uint64_t dropped;  /* records overwritten because the ring was full */
+    uint64_t dropped;  /* tasks (items) of the records overwritten because
+                          the ring was full */
 } td_timeline;
 
 /* Sets up an empty timeline of `capacity` records (0 turns recording off
@@ -43,13 +51,9 @@ typedef struct td_timeline {
 int td_timeline_init(td_timeline *tl, size_t capacity);
 void td_timeline_destroy(td_timeline *tl);
 
-/* Appends a record, overwriting the oldest one when full. */
+/* Appends a record, overwriting the oldest one when full (its items count
+ * as dropped). */
 void td_timeline_push(td_timeline *tl, const td_task_record *r);
-
-/* Appends n records in order, as n td_timeline_push calls would, but
- * copies at most two runs of them (and none that would be overwritten). */
-void td_timeline_push_many(td_timeline *tl, const td_task_record *r,
-                           size_t n);
 
 /* Copies up to max records, oldest first, into out; returns how many. */
 size_t td_timeline_copy(const td_timeline *tl, td_task_record *out,

@@ -41,11 +41,16 @@ class ThreadPoolExecutor(ExecutorBase,
     def timeline(self) -> "Timeline":
         """Return what this pool ran, when and on which worker.
 
-        One ``TaskRecord(label, worker, thread, submitted, started, ended)``
-        per finished task, oldest first, times in seconds on
-        ``taskdemo.monotonic_ns()``'s clock.  The pool keeps the newest
+        One ``TaskRecord(label, worker, thread, submitted, started, ended,
+        items)`` per finished task, oldest first, times in seconds on
+        ``taskdemo.monotonic_ns()``'s clock.  Sub-microsecond tasks of one
+        function that a worker ran back to back share records, up to 64
+        per record, with ``items`` saying how many (reading the clock for
+        each would cost more than some of them); any other task has its
+        own record, ``items == 1``.  The pool keeps the newest
         ``timeline_size`` records (a constructor keyword, default 4096, 0
-        to turn recording off); ``.dropped`` counts the older ones lost.
+        to turn recording off); ``.dropped`` counts the tasks of the older
+        records lost.
         """
         from .timeline import TaskRecord, Timeline
 
@@ -53,8 +58,8 @@ class ThreadPoolExecutor(ExecutorBase,
         prefix = self._thread_name_prefix
         return Timeline(
             [TaskRecord(label, worker, f"{prefix}_{worker}", submit_ns / 1e9,
-                        start_ns / 1e9, end_ns / 1e9)
-             for label, worker, submit_ns, start_ns, end_ns in raw],
+                        start_ns / 1e9, end_ns / 1e9, items)
+             for label, worker, submit_ns, start_ns, end_ns, items in raw],
             dropped)
 
     def __repr__(self) -> str:

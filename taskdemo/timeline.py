@@ -3,10 +3,11 @@
 The point of the demo is to *see* what threads and asyncio tasks do, and a
 stopwatch only gives one number per set.  A timeline gives one record per
 task: when it was submitted, when it started and ended, and on which worker
-thread (or asyncio task) it ran.
+thread (or asyncio task) it ran (the C pool records a stream of
+sub-microsecond tasks in shared records, see ``TaskRecord.items``).
 
 - ``TaskRecord`` is one task; ``Timeline`` is a list of them plus the count
-  of records a full ring buffer dropped.  ``taskdemo.ThreadPoolExecutor``
+  of tasks whose records a full ring buffer dropped.  ``taskdemo.ThreadPoolExecutor``
   records its tasks in C and returns them from ``pool.timeline()``.
 - ``Recorder`` records the same ``TaskRecord`` for work that is not on a
   taskdemo pool (asyncio tasks, the stdlib pool, plain calls), on the same
@@ -64,7 +65,11 @@ class TaskRecord(NamedTuple):
     index of the worker (or row) that ran it; ``thread`` that worker's
     thread name (or the asyncio task's name).  ``submitted``, ``started``
     and ``ended`` are float seconds on the ``taskdemo.monotonic_ns()``
-    clock.
+    clock.  ``items`` is how many tasks the record stands for: 1, except
+    where the C pool ran a stream of sub-microsecond tasks of one function
+    back to back on one worker and recorded up to 64 of them at once; then
+    ``submitted`` is the first one's, ``started`` when the first began and
+    ``ended`` when the last returned.
     """
 
     label: str
@@ -73,6 +78,7 @@ class TaskRecord(NamedTuple):
     submitted: float
     started: float
     ended: float
+    items: int = 1
 
     @property
     def waited(self) -> float:
@@ -90,9 +96,9 @@ class Timeline(List[TaskRecord]):
 
     Oldest first means in the order the tasks finished, which is when a
     record is written.  ``dropped`` counts the older records lost because
-    the pool's ring buffer (``timeline_size``) was full.  The constructor
-    takes any iterable of records; plain 6-tuples are converted to
-    ``TaskRecord``.  Equality compares the records only, as for a list.
+    the pool's ring buffer (``timeline_size``) was full, in tasks (the
+    sum of their ``items``).  The constructor takes any iterable of
+    records; plain 6- or 7-tuples are converted to ``TaskRecord``.  Equality compares the records only, as for a list.
     """
 
     dropped: int
@@ -239,6 +245,13 @@ def _qualname(fn: Any) -> str:
                or getattr(target, "__name__", None) or type(fn).__name__)
 
 
+def _bar_label(record: TaskRecord) -> str:
+    """A record's label, with its count when it stands for several tasks."""
+    if record.items > 1:
+        return f"{record.label} \u00d7{record.items}"
+    return record.label
+
+
 def _rows(records: List[TaskRecord]) -> List[Tuple[int, str]]:
     """The chart's rows: distinct (worker, thread), ordered by worker."""
     return sorted({(r.worker, r.thread) for r in records})
@@ -249,7 +262,8 @@ def plot(records: Records, ax: Optional["Axes"] = None,
     """Draw the timeline: one row per worker thread, one bar per task.
 
     Each task is a bar from ``started`` to ``ended`` on its thread's row
-    (or asyncio task's row), labelled with ``label``; with ``show_wait`` a
+    (or asyncio task's row), labelled with ``label`` (and ``×items`` for a
+    record that stands for several tasks); with ``show_wait`` a
     thin grey strip along the bottom of the row spans ``submitted`` to
     ``started``, the time the task waited in a queue.  The x axis is
     seconds since the earliest ``submitted``.  Draws on ``ax`` if given,
@@ -292,8 +306,8 @@ def plot(records: Records, ax: Optional["Axes"] = None,
     ax.barh(ys, widths, left=lefts, height=0.6, color="tab:blue",
             edgecolor="white", label="running")
     for y, left, width, r in zip(ys, lefts, widths, records):
-        ax.text(left + width / 2, y, r.label, ha="center", va="center",
-                fontsize="x-small", color="white", clip_on=True)
+        ax.text(left + width / 2, y, _bar_label(r), ha="center",
+                va="center", fontsize="x-small", color="white", clip_on=True)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([thread for _, thread in rows])
     ax.set_ylim(len(rows) - 0.5, -0.5)  # first worker on top
@@ -318,10 +332,10 @@ def to_chrome_trace(records: Union[Records, Mapping[str, Records]],
     "ms"}``, which Perfetto (ui.perfetto.dev) and chrome://tracing open.
     Each record is one complete event (``"ph": "X"``, ``name`` = label,
     ``tid`` = worker, ``ts``/``dur`` in microseconds since the earliest
-    ``submitted`` in the file, queue wait in ``args``); ``thread_name``
-    metadata events (``"ph": "M"``) name each row after its thread.  Pass a
-    mapping ``{name: records}`` to get one process (``pid`` 1, 2, ...)
-    per entry, named by ``process_name`` events.  Returns ``path``.
+    ``submitted`` in the file, queue wait and ``items`` in ``args``);
+    ``thread_name`` metadata events (``"ph": "M"``) name each row after
+    its thread.  Pass a mapping ``{name: records}`` to get one process
+    (``pid`` 1, 2, ...) per entry, named by ``process_name`` events.  Returns ``path``.
     """
     groups = _trace_groups(records)
     everything = [r for _, recs in groups for r in recs]
@@ -350,7 +364,8 @@ def to_chrome_trace(records: Union[Records, Mapping[str, Records]],
                 "ph": "X", "name": r.label, "cat": "task", "pid": pid,
                 "tid": r.worker, "ts": us(r.started - origin),
                 "dur": us(max(r.duration, 0.0)),
-                "args": {"thread": r.thread, "waited_us": us(r.waited)},
+                "args": {"thread": r.thread, "waited_us": us(r.waited),
+                         "items": r.items},
             })
     spans.sort(key=lambda e: (e["ts"], e["pid"], e["tid"]))
     trace = {

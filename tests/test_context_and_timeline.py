@@ -62,7 +62,8 @@ def named_task(x):
 
 
 def test_timeline_records_every_task(taskdemo):
-    """One record per task, each on a worker index below max_workers, with
+    """Every task is recorded once (trivial ones may share records: their
+    items add up), each on a worker index below max_workers, with
     submitted <= started <= ended, labelled by the function's name."""
     before = taskdemo.monotonic_ns() / 1e9
     with taskdemo.ThreadPoolExecutor(max_workers=3,
@@ -73,13 +74,50 @@ def test_timeline_records_every_task(taskdemo):
         timeline = pool.timeline()
     after = taskdemo.monotonic_ns() / 1e9
     assert results == list(range(200))
-    assert len(timeline) == 201 and timeline.dropped == 0
-    assert [r.label for r in timeline].count("named_task") == 200
-    assert "sleep" in {r.label for r in timeline}
+    assert timeline.dropped == 0
+    assert sum(r.items for r in timeline if r.label == "named_task") == 200
+    assert [(r.label, r.items) for r in timeline
+            if r.label != "named_task"] == [("sleep", 1)]
     for r in timeline:
+        assert 1 <= r.items <= 64
         assert 0 <= r.worker < 3
         assert r.thread == f"tl_{r.worker}"
         assert before <= r.submitted <= r.started <= r.ended <= after
+
+
+# Tasks that took less than this each are short on any machine: the pool
+# calls a task short under 2,048 TSC ticks (0.4 us at 5 GHz) or 1 us.
+SURELY_SHORT = 0.4e-6
+
+
+def _each(records):
+    """Seconds per task over records that ran back to back."""
+    return ((records[-1].ended - records[0].started)
+            / sum(r.items for r in records))
+
+
+def test_trivial_tasks_share_records_and_slow_ones_do_not(taskdemo):
+    """Queued back to back on one worker, 2,000 trivial tasks share far
+    fewer records than 2,000; tasks of a millisecond, of the same function
+    and just as queued, get a record each."""
+    gate = threading.Event()
+    with taskdemo.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(gate.wait, WAIT)
+        trivial = [pool.submit(named_task, i) for i in range(2000)]
+        gate.set()
+        for f in trivial:
+            f.result(timeout=WAIT)
+        slow = [pool.submit(taskdemo.native.sleep, 0.001) for _ in range(8)]
+        for f in slow:
+            f.result(timeout=WAIT)
+        timeline = pool.timeline()
+    trivial_records = [r for r in timeline if r.label == "named_task"]
+    assert sum(r.items for r in trivial_records) == 2000
+    if _each(trivial_records) < SURELY_SHORT:   # not so under ASan, say
+        assert len(trivial_records) < 2000 / 8
+    assert [r.items for r in timeline if r.label == "sleep"] == [1] * 8
+    for a, b in zip(timeline, timeline[1:]):
+        assert a.ended <= b.started   # one worker: one after the other
 
 
 def test_timeline_shows_parallel_workers(taskdemo):
@@ -96,13 +134,16 @@ def test_timeline_shows_parallel_workers(taskdemo):
 
 def test_timeline_ring_is_bounded(taskdemo):
     """Only the newest timeline_size records are kept; the rest are counted
-    as dropped.  With one worker they are the last ones, in order."""
+    as dropped.  With one worker they are the last ones, in order.  (Tasks
+    of 0.2 ms: trivial ones could share records and never fill the ring.)"""
     with taskdemo.ThreadPoolExecutor(max_workers=1, timeline_size=10) as pool:
-        for f in [pool.submit(named_task, i) for i in range(25)]:
+        for f in [pool.submit(taskdemo.native.sleep, 0.0002)
+                  for _ in range(25)]:
             f.result(timeout=WAIT)
         timeline = pool.timeline()
     assert len(timeline) == 10
     assert timeline.dropped == 15
+    assert all(r.items == 1 for r in timeline)
     starts = [r.started for r in timeline]
     assert starts == sorted(starts)
 

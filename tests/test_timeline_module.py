@@ -41,11 +41,13 @@ def rec(label="task", worker=0, thread="w0", submitted=1.0, started=1.5, ended=2
 
 def test_task_record_fields_and_derived_times():
     r = TaskRecord("f", 1, "pool_1", 10.0, 10.25, 11.0)
-    assert r._fields == ("label", "worker", "thread", "submitted", "started", "ended")
-    assert (r.label, r.worker, r.thread) == ("f", 1, "pool_1")
+    assert r._fields == ("label", "worker", "thread", "submitted", "started",
+                         "ended", "items")
+    assert (r.label, r.worker, r.thread, r.items) == ("f", 1, "pool_1", 1)
     assert r.waited == pytest.approx(0.25)
     assert r.duration == pytest.approx(0.75)
-    assert r == ("f", 1, "pool_1", 10.0, 10.25, 11.0)  # still a tuple
+    assert r == ("f", 1, "pool_1", 10.0, 10.25, 11.0, 1)  # still a tuple
+    assert TaskRecord("f", 1, "pool_1", 10.0, 10.25, 11.0, 64).items == 64
 
 
 def test_timeline_is_a_list_with_dropped():
@@ -58,10 +60,11 @@ def test_timeline_is_a_list_with_dropped():
 
 
 def test_timeline_converts_plain_tuples():
-    """The C side may hand over 6-tuples; they become TaskRecords."""
-    t = Timeline([("f", 0, "w", 1.0, 2.0, 3.0)], 0)
-    assert isinstance(t[0], TaskRecord)
-    assert t[0].started == 2.0
+    """Plain 6- and 7-tuples become TaskRecords."""
+    t = Timeline([("f", 0, "w", 1.0, 2.0, 3.0), ("g", 0, "w", 3, 3, 4, 5)], 0)
+    assert all(isinstance(r, TaskRecord) for r in t)
+    assert (t[0].started, t[0].items) == (2.0, 1)
+    assert (t[1].label, t[1].items) == ("g", 5)
 
 
 def test_timeline_pickles_with_dropped():
@@ -275,7 +278,8 @@ def test_c_pool_timeline_is_a_timeline_of_records():
             f.result(timeout=WAIT)
     t = pool.timeline()
     assert isinstance(t, Timeline) and t.dropped == 0
-    assert len(t) == 6 and all(isinstance(x, TaskRecord) for x in t)
+    assert all(isinstance(x, TaskRecord) for x in t)
+    assert sum(x.items for x in t) == 6   # trivial tasks may share records
     assert all(x.label == "pow" and 0 <= x.worker < 2 for x in t)
     assert all(x.submitted <= x.started <= x.ended <= now() for x in t)
 
@@ -365,6 +369,16 @@ def test_plot_draws_one_bar_per_record(mpl):
     assert ax.get_xlabel() == "seconds"
 
 
+def test_plot_labels_a_shared_record_with_its_count(mpl):
+    from matplotlib.figure import Figure
+
+    ax = Figure().add_subplot()
+    plot([rec(label="f"), rec(label="g", started=2.0, ended=2.5)._replace(
+        items=64)], ax=ax)
+    assert sorted(t.get_text() for t in ax.texts) == ["f", "g \u00d764"]
+    assert len(_container(ax, "running")) == 2
+
+
 def test_plot_shows_queue_waits(mpl):
     from matplotlib.figure import Figure
 
@@ -445,6 +459,7 @@ def test_chrome_trace_has_one_complete_event_per_record(tmp_path):
     assert by_name["b"]["dur"] == pytest.approx(0.9e6)
     assert by_name["c"]["ts"] == pytest.approx(1e6)
     assert by_name["c"]["args"]["waited_us"] == pytest.approx(1e6)
+    assert all(e["args"]["items"] == 1 for e in spans)
     assert [by_name[n]["tid"] for n in "abc"] == [0, 1, 0]
     assert len({e["pid"] for e in spans}) == 1
     assert [e["ts"] for e in spans] == sorted(e["ts"] for e in spans)

@@ -26,8 +26,9 @@
  * - td_pool_wait/td_pool_join never report success while a task waits at
  *   a closed gate, and always succeed without a limit once gates are open;
  * - after a successful wait, stats show nothing queued or running, and the
- *   timeline holds (count + dropped) exactly one record per finished task;
- *   records are ordered submit <= start <= end, with a valid worker and tag;
+ *   timeline accounts for every finished task exactly once (the records'
+ *   items + dropped); records are ordered submit <= start <= end, with a
+ *   valid worker, tag and item count;
  * - stats stay consistent (running <= threads <= max_threads <= ...),
  *   hooks run once per worker (start == exit once joined);
  * - a waitset wake is never lost; timed waits time out;
@@ -379,12 +380,17 @@ static void check_timeline(slot *s, size_t max, int exact)
         CHECK(recs[i].start_ns <= recs[i].end_ns);
         CHECK(recs[i].worker < s->max_threads);
         CHECK(recs[i].tag < K_NKINDS);
+        CHECK(recs[i].items >= 1 && recs[i].items <= TD_RUN_MAX);
     }
     if (s->timeline_cap > 0) {
-        size_t all = 0;
+        size_t nrecs = 0;
         uint64_t all_dropped = 0;
-        CHECK(td_pool_timeline(s->p, recs, TIMELINE_BUF, &all,
+        CHECK(td_pool_timeline(s->p, recs, TIMELINE_BUF, &nrecs,
                                &all_dropped) == TD_OK);
+        uint64_t all = 0;   /* tasks the records stand for */
+        for (size_t i = 0; i < nrecs; i++) {
+            all += recs[i].items;
+        }
         unsigned completed = atomic_load(&s->completed);
         if (exact) {
             CHECK(all + all_dropped == completed);

@@ -52,10 +52,13 @@
     X(sw_real_clock)                                                        \
     X(timeline_off_keeps_nothing)                                           \
     X(timeline_ring_drops_oldest)                                           \
-    X(timeline_push_many_as_pushes)                                         \
+    X(timeline_ring_counts_dropped_items)                                   \
     X(pool_timeline_records_every_task)                                     \
     X(pool_timeline_bounded)                                                \
     X(pool_timeline_off)                                                    \
+    X(pool_timeline_short_tasks_share_records)                              \
+    X(pool_timeline_long_tasks_keep_their_own_records)                      \
+    X(pool_timeline_runs_split_where_the_tag_changes)                       \
     X(pool_timeline_add_run_records_units)                                  \
     X(pool_timeline_add_run_longer_than_ring)                               \
     X(pool_timeline_add_run_errors)                                         \

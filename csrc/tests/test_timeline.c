@@ -4,6 +4,7 @@
  * which worker ran what, when.
  */
 #include <stdatomic.h>
+#include <time.h>
 
 #include "harness.h"
 #include "td_clock.h"
@@ -12,7 +13,7 @@
 
 static td_task_record rec(uint32_t tag)
 {
-    td_task_record r = {tag, tag + 1u, tag + 2u, 0, tag};
+    td_task_record r = {tag, tag + 1u, tag + 2u, 0, tag, 1};
     return r;
 }
 
@@ -50,41 +51,22 @@ TEST(timeline_ring_drops_oldest)
     td_timeline_destroy(&tl);
 }
 
-TEST(timeline_push_many_as_pushes)
+TEST(timeline_ring_counts_dropped_items)
 {
-    /* Batches of every size, on rings of several sizes, end up exactly as
-     * the same records pushed one at a time. */
-    for (size_t cap = 1; cap <= 7; cap++) {
-        td_timeline one, many;
-        ASSERT_EQ(TD_OK, td_timeline_init(&one, cap));
-        ASSERT_EQ(TD_OK, td_timeline_init(&many, cap));
-        uint32_t tag = 0;
-        for (size_t n = 0; n <= 2 * cap + 1; n++) {
-            td_task_record batch[16];
-            for (size_t i = 0; i < n; i++) {
-                batch[i] = rec(tag++);
-                td_timeline_push(&one, &batch[i]);
-            }
-            td_timeline_push_many(&many, batch, n);
-            td_task_record a[8], b[8];
-            size_t na = td_timeline_copy(&one, a, 8);
-            ASSERT_EQ(na, td_timeline_copy(&many, b, 8));
-            for (size_t i = 0; i < na; i++) {
-                ASSERT_EQ(a[i].tag, b[i].tag);
-                ASSERT_EQ(a[i].end_ns, b[i].end_ns);
-            }
-            ASSERT_EQ(one.dropped, many.dropped);
-        }
-        td_timeline_destroy(&one);
-        td_timeline_destroy(&many);
+    /* A dropped record that stood for several tasks drops them all. */
+    td_timeline tl;
+    ASSERT_EQ(TD_OK, td_timeline_init(&tl, 2));
+    for (uint32_t i = 0; i < 4; i++) {
+        td_task_record r = rec(i);
+        r.items = 10 * (i + 1);
+        td_timeline_push(&tl, &r);
     }
-    td_timeline off;
-    ASSERT_EQ(TD_OK, td_timeline_init(&off, 0));
-    td_task_record r = rec(1);
-    td_timeline_push_many(&off, &r, 1);
-    ASSERT_EQ(0, off.count);
-    ASSERT_EQ(0, off.dropped);
-    td_timeline_destroy(&off);
+    td_task_record out[4];
+    ASSERT_EQ(2, td_timeline_copy(&tl, out, 4));
+    ASSERT_EQ(30, out[0].items);
+    ASSERT_EQ(40, out[1].items);
+    ASSERT_EQ(10 + 20, tl.dropped);
+    td_timeline_destroy(&tl);
 }
 
 static void noop_task(void *arg)
@@ -176,6 +158,157 @@ TEST(pool_timeline_off)
     ASSERT_EQ(TD_OK, td_pool_destroy(p));
 }
 
+static void sleep_task(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, 2000000};   /* 2 ms: far from "short" */
+    nanosleep(&ts, NULL);
+}
+
+/* The tests below queue tasks behind a gate_task on a pool's only worker,
+ * so that they run back to back once the gate opens. */
+
+/* Copies p's timeline into out (max records) and checks what holds for
+ * every record: in order on one worker, times ordered, items in bounds.
+ * Returns the number of records; *items gets the tasks they stand for. */
+static size_t read_runs(td_pool *p, td_task_record *out, size_t max,
+                        uint64_t *items)
+{
+    size_t count = 0;
+    uint64_t dropped = 1;
+    ASSERT_EQ(TD_OK, td_pool_timeline(p, out, max, &count, &dropped));
+    ASSERT_EQ(0, dropped);
+    *items = 0;
+    for (size_t i = 0; i < count; i++) {
+        ASSERT_LE(1, out[i].items);
+        ASSERT_LE(out[i].items, TD_RUN_MAX);
+        ASSERT_U64_LE(out[i].submit_ns, out[i].start_ns);
+        ASSERT_U64_LE(out[i].start_ns, out[i].end_ns);
+        if (i > 0) {
+            ASSERT_U64_LE(out[i - 1].end_ns, out[i].start_ns);
+        }
+        *items += out[i].items;
+    }
+    return count;
+}
+
+TEST(pool_timeline_short_tasks_share_records)
+{
+    /* 2,000 empty tasks of one tag, queued behind a gate on one worker,
+     * run back to back: they share records, which account for each of
+     * them exactly once. */
+    enum { N = 2000 };
+    td_pool_config cfg = {1, "tl", NULL, 4096};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    gate g;
+    gate_init(&g);
+    atomic_long n;
+    atomic_init(&n, 0);
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, noop_task, &n, 2));
+    }
+    gate_await(&g, 1);   /* the worker is in the gate: all are queued */
+    gate_open(&g);
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    gate_destroy(&g);
+    ASSERT_EQ(N, atomic_load(&n));
+
+    static td_task_record out[N + 1];
+    uint64_t items = 0;
+    size_t count = read_runs(p, out, N + 1, &items);
+    ASSERT_EQ(N + 1, items);
+    ASSERT_EQ(1, out[0].tag);
+    ASSERT_EQ(1, out[0].items);   /* the gate: alone, and long */
+    /* Tasks are short when each takes under a microsecond, pool overhead
+     * included; under TSan or valgrind they may not be.  When they took
+     * under a quarter of that (by the records' own times), strides grow
+     * 1, 2, 4, ... 64: about N / 64 records, not N. */
+    uint64_t each_ns = (out[count - 1].end_ns - out[1].start_ns) / N;
+    if (each_ns < 250) {
+        ASSERT_LT(count, N / 8);
+    } else {
+        printf("    %llu ns per task: not short here, %zu records\n",
+               (unsigned long long)each_ns, count);
+    }
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
+TEST(pool_timeline_long_tasks_keep_their_own_records)
+{
+    /* Tasks of 2 ms are never "short": one record each, even queued back
+     * to back with one tag. */
+    enum { N = 6 };
+    td_pool_config cfg = {1, "tl", NULL, 64};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    gate g;
+    gate_init(&g);
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, sleep_task, NULL, 2));
+    }
+    gate_await(&g, 1);   /* the worker is in the gate: all are queued */
+    gate_open(&g);
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    gate_destroy(&g);
+    td_task_record out[N + 1];
+    uint64_t items = 0;
+    ASSERT_EQ(N + 1, read_runs(p, out, N + 1, &items));
+    for (size_t i = 1; i <= N; i++) {
+        ASSERT_EQ(2, out[i].tag);
+        ASSERT_EQ(1, out[i].items);
+        ASSERT_U64_LE(2000000u, out[i].end_ns - out[i].start_ns);
+    }
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
+TEST(pool_timeline_runs_split_where_the_tag_changes)
+{
+    /* Short tasks tagged 2, 3, 2 in blocks of 300: records never mix
+     * tags, and each block's items add up to 300. */
+    enum { BLOCK = 300 };
+    td_pool_config cfg = {1, "tl", NULL, 4096};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    gate g;
+    gate_init(&g);
+    atomic_long n;
+    atomic_init(&n, 0);
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
+    const uint32_t tags[3] = {2, 3, 2};
+    for (int b = 0; b < 3; b++) {
+        for (int i = 0; i < BLOCK; i++) {
+            ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, noop_task, &n,
+                                                   tags[b]));
+        }
+    }
+    gate_await(&g, 1);   /* the worker is in the gate: all are queued */
+    gate_open(&g);
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    gate_destroy(&g);
+    static td_task_record out[3 * BLOCK + 1];
+    uint64_t items = 0;
+    size_t count = read_runs(p, out, 3 * BLOCK + 1, &items);
+    ASSERT_EQ(3 * BLOCK + 1, items);
+    uint64_t block_items[3] = {0, 0, 0};
+    int block = 0;
+    for (size_t i = 1; i < count; i++) {
+        if (out[i].tag != tags[block]) {
+            block++;
+            ASSERT_LT(block, 3);
+            ASSERT_EQ(tags[block], out[i].tag);
+        }
+        block_items[block] += out[i].items;
+    }
+    ASSERT_EQ(2, block);
+    for (int b = 0; b < 3; b++) {
+        ASSERT_EQ(BLOCK, block_items[b]);
+    }
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
 /* A task that runs three units of work itself and records them as one
  * run, as the binding's map runners do. */
 typedef struct units_ctx {
@@ -188,14 +321,10 @@ static void units_task(void *arg)
 {
     units_ctx *c = arg;
     uint64_t start = td_pool_stamp();
-    uint64_t ends[3];
-    ends[0] = td_pool_stamp();
-    ends[1] = td_pool_stamp();
     /* An end before its start (stamps from two CPUs can disagree): the
      * pool must put it back in order. */
-    ends[2] = ends[1] - 1;
-    c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, start, ends, 3,
-                                         100);
+    c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, start,
+                                         start - 1, 3, 100);
 }
 
 TEST(pool_timeline_add_run_records_units)
@@ -215,34 +344,29 @@ TEST(pool_timeline_add_run_records_units)
     size_t count = 0;
     uint64_t dropped = 1;
     ASSERT_EQ(TD_OK, td_pool_timeline(p, out, 8, &count, &dropped));
-    /* The three units, back to back, and not the task that ran them. */
-    ASSERT_EQ(3, count);
+    /* One record for the three units, and none for the task. */
+    ASSERT_EQ(1, count);
     ASSERT_EQ(0, dropped);
-    for (size_t i = 0; i < count; i++) {
-        ASSERT_EQ(100, out[i].tag);
-        ASSERT_EQ(0, out[i].worker);   /* filled in by the pool */
-        ASSERT_U64_LE(before, out[i].submit_ns + HARNESS_TICKS_SLACK_NS);
-        ASSERT_U64_LE(out[i].submit_ns, out[i].start_ns);
-        ASSERT_U64_LE(out[i].start_ns, out[i].end_ns);
-        ASSERT_U64_LE(out[i].end_ns, after + HARNESS_TICKS_SLACK_NS);
-        if (i > 0) {
-            ASSERT_U64_LE(out[i - 1].end_ns, out[i].start_ns);
-        }
-    }
+    ASSERT_EQ(100, out[0].tag);
+    ASSERT_EQ(3, out[0].items);
+    ASSERT_EQ(0, out[0].worker);   /* filled in by the pool */
+    ASSERT_U64_LE(before, out[0].submit_ns + HARNESS_TICKS_SLACK_NS);
+    ASSERT_U64_LE(out[0].submit_ns, out[0].start_ns);
+    ASSERT_U64_LE(out[0].start_ns, out[0].end_ns);
+    ASSERT_U64_LE(out[0].end_ns, after + HARNESS_TICKS_SLACK_NS);
     ASSERT_EQ(TD_OK, td_pool_destroy(p));
 }
 
-/* A run longer than the ring: only its last records stay, the others
- * count as dropped, as if pushed one by one. */
-static void long_run_task(void *arg)
+/* Runs that overflow the ring: the oldest go, and their items count as
+ * dropped. */
+static void many_runs_task(void *arg)
 {
     units_ctx *c = arg;
-    uint64_t ends[10];
-    for (int i = 0; i < 10; i++) {
-        ends[i] = c->submit + 10 * (uint64_t)(i + 1);
+    for (int i = 0; i < 10 && c->add_rc == TD_OK; i++) {
+        uint64_t start = c->submit + 10 * (uint64_t)i;
+        c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, start,
+                                             start + 10, 5, 7);
     }
-    c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, c->submit,
-                                         ends, 10, 7);
 }
 
 TEST(pool_timeline_add_run_longer_than_ring)
@@ -250,10 +374,8 @@ TEST(pool_timeline_add_run_longer_than_ring)
     td_pool_config cfg = {1, "tl", NULL, 4};
     td_pool *p = NULL;
     ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
-    units_ctx c = {p, -99, td_pool_stamp()};
-    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, long_run_task, &c,
-                                           TD_POOL_TAG_UNRECORDED));
-    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, long_run_task, &c,
+    units_ctx c = {p, TD_OK, td_pool_stamp()};
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, many_runs_task, &c,
                                            TD_POOL_TAG_UNRECORDED));
     ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
     ASSERT_EQ(TD_OK, c.add_rc);
@@ -262,11 +384,10 @@ TEST(pool_timeline_add_run_longer_than_ring)
     uint64_t dropped = 0;
     ASSERT_EQ(TD_OK, td_pool_timeline(p, out, 8, &count, &dropped));
     ASSERT_EQ(4, count);
-    ASSERT_EQ(16, dropped);
-    /* The last four units of the second run, each starting where the one
-     * before ended. */
+    ASSERT_EQ(6 * 5, dropped);
+    /* The last four runs, each starting where the one before ended. */
     for (size_t i = 1; i < count; i++) {
-        ASSERT_U64_LE(out[i - 1].start_ns, out[i].start_ns);
+        ASSERT_EQ(5, out[i].items);
         ASSERT_U64_LE(out[i - 1].end_ns, out[i].start_ns);
     }
     ASSERT_EQ(TD_OK, td_pool_destroy(p));
@@ -277,11 +398,10 @@ TEST(pool_timeline_add_run_errors)
     td_pool_config cfg = {1, "tl", NULL, 16};
     td_pool *p = NULL;
     ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
-    uint64_t ends[1] = {3};
-    /* Only a task of the pool may add records. */
-    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(p, 1, 2, ends, 1, 7));
-    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(NULL, 1, 2, ends, 1, 7));
-    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(p, 1, 2, NULL, 1, 7));
+    /* Only a task of the pool may add records, and of at least one item. */
+    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(p, 1, 2, 3, 1, 7));
+    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(NULL, 1, 2, 3, 1, 7));
+    ASSERT_EQ(TD_EINVAL, td_pool_timeline_add_run(p, 1, 2, 3, 0, 7));
     size_t count = 1;
     uint64_t dropped = 1;
     ASSERT_EQ(TD_OK, td_pool_timeline(p, NULL, 0, &count, &dropped));
