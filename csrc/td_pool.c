@@ -44,6 +44,7 @@
 
 #include "td_atfork.h"
 #include "td_clock.h"
+#include "td_spin.h"
 #include "td_ticks.h"
 
 #define MIN_RING 64u
@@ -84,10 +85,12 @@ struct td_pool {
     unsigned alive;       /* protected by mu: started and not exited */
     unsigned idle;        /* protected by mu: asleep on work_cv */
     unsigned idle_unclaimed;  /* protected by mu: idle, no task promised */
-    unsigned hooking;     /* protected by mu: in thread_idle, about to
-                             look at the ring again */
+    unsigned hooking;     /* protected by mu: in thread_idle or spinning,
+                             about to look at the ring again */
     unsigned hooking_unclaimed;   /* protected by mu: of those, no task
                                      promised */
+    _Atomic unsigned nudges;  /* bumped (under mu) by every push and by
+                                 shutdown: what spinning workers watch */
     unsigned running;     /* protected by mu: tasks being run */
     unsigned done_waiters;    /* protected by mu: sleepers on done_cv */
     unsigned joins_active;    /* protected by mu: joins still reaping */
@@ -209,6 +212,7 @@ int td_pool_create(td_pool **out, const td_pool_config *cfg)
         return TD_ENOMEM;
     }
     memset(p, 0, sizeof(*p));
+    atomic_init(&p->nudges, 0);
     p->ring = td__malloc(MIN_RING * sizeof(task));
     if (p->ring == NULL) {
         goto fail_pool;
@@ -409,17 +413,24 @@ static void *worker_main(void *opaque)
          * small again. */
         last_end = 0;
         stride = 1;
-        if (owes_idle && p->hooks.thread_idle != NULL) {
+        if (owes_idle) {
             /* Give back per-thread resources (the GIL) before sleeping,
-             * without mu; then look at the ring again, since tasks may
-             * have arrived meanwhile.  Meanwhile the worker counts as
-             * available (hooking_unclaimed), so a submit does not start a
-             * new thread for a task this one is about to find. */
+             * without mu; then spin a little for the next task (td_spin.h:
+             * a caller that submits again soon then costs no wake-up),
+             * and look at the ring again, since tasks may have arrived
+             * meanwhile.  Meanwhile the worker counts as available
+             * (hooking_unclaimed), so a submit neither signals nor starts
+             * a new thread for a task this one is about to find. */
             owes_idle = 0;
             p->hooking++;
             p->hooking_unclaimed++;
+            unsigned seen = atomic_load_explicit(&p->nudges,
+                                                 memory_order_relaxed);
             pthread_mutex_unlock(&p->mu);
-            p->hooks.thread_idle(p->hooks.ctx);
+            if (p->hooks.thread_idle != NULL) {
+                p->hooks.thread_idle(p->hooks.ctx);
+            }
+            td_spin_while_equal(&p->nudges, seen, TD_SPIN_NS);
             pthread_mutex_lock(&p->mu);
             p->hooking--;
             if (p->hooking_unclaimed > p->hooking) {
@@ -576,6 +587,11 @@ int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
     size_t tail = (p->ring_head + p->ring_count) & (p->ring_cap - 1);
     p->ring[tail] = (task){fn, arg, submit_ticks, tag};
     p->ring_count++;
+    /* Only writer (under mu): a plain load and store, no locked add. */
+    atomic_store_explicit(&p->nudges,
+                          atomic_load_explicit(&p->nudges,
+                                               memory_order_relaxed) + 1,
+                          memory_order_release);
 
     if (p->idle_unclaimed > 0) {
         p->idle_unclaimed--;
@@ -634,6 +650,7 @@ int td_pool_shutdown(td_pool *p)
     }
     pthread_mutex_lock(&p->mu);
     p->shutdown = 1;
+    atomic_fetch_add(&p->nudges, 1);
     pthread_cond_broadcast(&p->work_cv);
     pthread_mutex_unlock(&p->mu);
     return TD_OK;

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "td_clock.h"
+#include "td_spin.h"
 
 static int init_cond(pthread_cond_t *cv)
 {
@@ -59,6 +60,7 @@ int td_waitset_init(td_waitset *ws)
     if (rc != 0) {
         return rc == ENOMEM ? TD_ENOMEM : TD_EAGAIN;
     }
+    atomic_init(&ws->wakes, 0);
     rc = init_cond(&ws->cv);
     if (rc != TD_OK) {
         pthread_mutex_destroy(&ws->mu);
@@ -84,6 +86,40 @@ void td_waitset_destroy(td_waitset *ws)
     pthread_mutex_destroy(&ws->mu);
 }
 
+/* With our waiter count already raised: spins until a wake finds *word
+ * changed from expected (see td_waitset.h), for at most the spin bound
+ * and timeout_ns (< 0: no limit).  Returns 1 when the word changed, 0
+ * when the caller should sleep. */
+static int spin_for_wake(td_waitset *ws, const _Atomic int *word,
+                         int expected, int64_t timeout_ns)
+{
+    int64_t budget = td_spin_limit_ns();
+    if (timeout_ns >= 0 && timeout_ns < budget) {
+        budget = timeout_ns;
+    }
+    if (budget <= 0) {
+        return 0;
+    }
+    uint64_t until = td_clock_now_ns() + (uint64_t)budget;
+    /* `seen` is read before the word: a waker that changes the word from
+     * now on saw our count, so it bumps `wakes` after its store. */
+    unsigned seen = atomic_load(&ws->wakes);
+    if (atomic_load(word) != expected) {
+        return 1;
+    }
+    for (;;) {
+        uint64_t now = td_clock_now_ns();
+        if (now >= until ||
+            !td_spin_while_equal(&ws->wakes, seen, (int64_t)(until - now))) {
+            return 0;
+        }
+        if (atomic_load(word) != expected) {
+            return 1;
+        }
+        seen = atomic_load(&ws->wakes);   /* another word's wake */
+    }
+}
+
 int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
                     _Atomic unsigned *nwaiters, int64_t timeout_ns)
 {
@@ -101,6 +137,10 @@ int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
     /* Announce ourselves before the decisive read of *word: a waker that
      * stores after our read is then sure to see us and broadcast. */
     atomic_fetch_add(nwaiters, 1);
+    if (spin_for_wake(ws, word, expected, timeout_ns)) {
+        atomic_fetch_sub(nwaiters, 1);
+        return TD_OK;
+    }
     pthread_mutex_lock(&ws->mu);
     while (atomic_load(word) == expected) {
         if (timeout_ns < 0) {
@@ -128,8 +168,10 @@ void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters)
 
 void td_waitset_broadcast(td_waitset *ws)
 {
-    /* Taking the lock orders this broadcast after any waiter that has read
+    /* Spinning waiters watch `wakes`; sleeping ones the condition.
+     * Taking the lock orders this broadcast after any waiter that has read
      * the old word but not yet gone to sleep: it sleeps first, then wakes. */
+    atomic_fetch_add(&ws->wakes, 1);
     pthread_mutex_lock(&ws->mu);
     pthread_cond_broadcast(&ws->cv);
     pthread_mutex_unlock(&ws->mu);

@@ -14,6 +14,12 @@
  * it reads *nwaiters.  So either the waiter sees the new word, or the waker
  * sees the waiter and broadcasts under the lock the waiter sleeps on.
  *
+ * Before sleeping, a waiter spins for a while (td_spin.h) until the word
+ * has changed AND a wake has happened since it registered: a waker that
+ * defers its wake until it has released a lock the waiter wants next (the
+ * binding's worker and the GIL) is then waited for, so the waiter does
+ * not run into that lock and sleep on it instead.
+ *
  * Ownership: the caller owns the td_waitset storage and the words.
  */
 #ifndef TD_WAITSET_H
@@ -29,6 +35,7 @@
 typedef struct td_waitset {
     pthread_mutex_t mu;
     pthread_cond_t cv;   /* broadcast on every wake; waiters re-check */
+    _Atomic unsigned wakes;   /* bumped by every wake, for spinning waiters */
     td_atfork_entry fork_entry;   /* fork() takes mu; the child resets */
 } td_waitset;
 

@@ -69,6 +69,13 @@
     X(ticks_fallback_forced)                                                \
     X(pool_timeline_ns_ordered)                                             \
     X(pool_timeline_ns_ordered_fallback)                                    \
+    X(spin_default_bound)                                                   \
+    X(spin_bound_from_environment)                                          \
+    X(spin_bad_environment_keeps_default)                                   \
+    X(spin_returns_at_once_when_changed)                                    \
+    X(spin_gives_up_after_its_bound)                                        \
+    X(spin_off_only_looks)                                                  \
+    X(spin_sees_another_threads_store)                                      \
     X(waitset_init_destroy)                                                 \
     X(waitset_timeout_unchanged)                                            \
     X(waitset_timeout_zero_tests)                                           \
@@ -76,6 +83,7 @@
     X(waitset_ping_pong)                                                    \
     X(waitset_ping_pong_timed)                                              \
     X(waitset_ping_pong_broadcast)                                          \
+    X(waitset_ping_pong_without_spinning)                                   \
     X(waitset_broadcast)                                                    \
     X(waitset_many_words)                                                   \
     X(waitset_fork)                                                         \

@@ -9,10 +9,12 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
+#include "td_spin.h"
 #include "td_waitset.h"
 
 TEST(waitset_init_destroy)
@@ -151,6 +153,17 @@ TEST(waitset_ping_pong_broadcast)
 {
     /* td_waitset_broadcast wakes without looking at the waiter count. */
     run_ping_pong(-1, 1);
+}
+
+TEST(waitset_ping_pong_without_spinning)
+{
+    /* Waiters normally spin first and often catch the store that way;
+     * with spinning off every wait that does not find the word changed
+     * sleeps, so this takes the sleep-and-wake path thousands of times. */
+    ASSERT_EQ(0, setenv("TASKDEMO_SPIN_US", "0", 1));
+    ASSERT_EQ(0, td_spin_limit_ns());
+    run_ping_pong(-1, 0);
+    run_ping_pong(INT64_C(60) * 1000 * 1000 * 1000, 1);
 }
 
 /* Many waiters on one word, all released by one store + wake per round. */
