@@ -344,19 +344,25 @@ typedef struct run_meter {
     unsigned stride;
 } run_meter;
 
-/* Records the items run since m->start as one record ending now; the next
- * record starts where this one ended. */
-static void end_run(py_map_job *job, run_meter *m)
+/* Records the items run since m->start as one record ending at `end`; the
+ * next record starts there. */
+static void end_run_at(py_map_job *job, run_meter *m, uint64_t end)
 {
     if (m->items == 0) {
         return;
     }
-    uint64_t end = td_pool_stamp();
     td_pool_timeline_add_run(job->core, job->submit_stamp, m->start, end,
                              m->items, job->tag);
     m->stride = td_run_next_stride(m->stride, end - m->start, m->items);
     m->start = end;
     m->items = 0;
+}
+
+static void end_run(py_map_job *job, run_meter *m)
+{
+    if (m->items > 0) {
+        end_run_at(job, m, td_pool_stamp());
+    }
 }
 
 td_waitset *py_map_run(PyObject *op)
@@ -385,12 +391,13 @@ td_waitset *py_map_run(PyObject *op)
          * threads in now and then, as run_task does between tasks. */
         if (++since_check == BREATHE_EVERY) {
             since_check = 0;
-            if (job->timing) {
-                end_run(job, &meter);   /* the GIL may go elsewhere now */
-            }
+            /* The GIL may go elsewhere now: note when the items so far
+             * ended, in case it does. */
+            uint64_t before = job->timing ? td_pool_stamp() : 0;
             if (py_worker_breathe() && job->timing) {
-                /* It did: the next item starts now, not when the last
-                 * one ended. */
+                /* It did: the run ended before, and the next item starts
+                 * now, not when the last one ended. */
+                end_run_at(job, &meter, before);
                 meter.start = td_pool_stamp();
             }
         }
