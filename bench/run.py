@@ -27,7 +27,7 @@ from workloads import catalogue  # noqa: E402
 
 FULL = {"n": 100_000, "n8": 50_000, "mem_n": 100_000, "latency_n": 2000,
         "rounds": 5, "delay": 0.5, "spin_seconds": 0.05, "spin_tasks": 4,
-        "ab_n": 20_000, "ab_pairs": 4}
+        "ab_n": 20_000, "ab_pairs": 25}
 QUICK = {"n": 10_000, "n8": 10_000, "mem_n": 20_000, "latency_n": 500,
          "rounds": 3, "delay": 0.1, "spin_seconds": 0.02, "spin_tasks": 3,
          "ab_n": 5_000, "ab_pairs": 2}
