@@ -75,10 +75,12 @@ TEST(spin_gives_up_after_its_bound)
 TEST(spin_off_only_looks)
 {
     ASSERT_EQ(0, setenv("TASKDEMO_SPIN_US", "0", 1));
+    ASSERT_EQ(0, td_spin_limit_ns());
     _Atomic unsigned word = 0;
     uint64_t t0 = harness_now_ns();
-    ASSERT_EQ(0, td_spin_while_equal(&word, 0, 1000000000));
-    ASSERT_U64_LE(harness_now_ns() - t0, 1000000u);   /* 1 ms: generous */
+    ASSERT_EQ(0, td_spin_while_equal(&word, 0, 1000000000));   /* 1 s */
+    /* One look, not a second of spinning (50 ms: room for valgrind). */
+    ASSERT_U64_LE(harness_now_ns() - t0, 50000000u);
 }
 
 typedef struct flip {
