@@ -10,9 +10,11 @@
  * Workers start lazily: submit starts one only when no sleeping worker is
  * free to take the task and fewer than max_threads exist, as the stdlib's
  * ThreadPoolExecutor does.  A worker takes tasks until the ring is empty,
- * then (after the thread_idle hook) sleeps on `work_cv`.  Submit signals
- * `work_cv` only when a worker sleeps unclaimed (idle_unclaimed), so a busy
- * pool makes no wake-up system calls at all.
+ * then runs the thread_idle hook, watches `nudges` for up to 50 us
+ * (td_spin.h; every push bumps it), and only then sleeps on `work_cv`.
+ * Submit signals `work_cv` only when a worker sleeps unclaimed
+ * (idle_unclaimed), so a busy pool, or one whose caller submits again
+ * within the spin, makes no wake-up system calls at all.
  *
  * Invariant: whenever the ring is non-empty, some worker is awake, or a
  * signal is on its way to a sleeping one, or the pool is starting one.  A

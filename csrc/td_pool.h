@@ -40,7 +40,8 @@ typedef struct td_pool_hooks {
      * worker is left to run them, the hook should td_pool_drain() them
      * (td_pool_wait would wait for them, td_pool_destroy drops them). */
     int (*thread_start)(void *ctx, unsigned index);
-    /* Run when the worker found the queue empty, just before it sleeps. */
+    /* Run when the worker found the queue empty, before it spins for more
+     * work and then sleeps. */
     void (*thread_idle)(void *ctx);
     /* Last thing a worker runs. */
     void (*thread_exit)(void *ctx);
