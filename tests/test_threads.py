@@ -58,6 +58,40 @@ def test_custom_prefix_worker_names(impl, pools):
 
 
 @needs_proc
+@pytest.mark.parametrize("prefix, expected", [
+    ("crunch", ["crunch_0", "crunch_1"]),
+    # Linux keeps 15 bytes of a thread's name: the prefix is cut, the
+    # index kept, so the names stay distinct.
+    ("a_rather_long_prefix", ["a_rather_long_0", "a_rather_long_1"]),
+    (None, None),   # the default prefix, "ThreadPoolExecutor-N"
+])
+def test_workers_are_named_for_the_os(taskdemo, prefix, expected):
+    """Each worker's OS name (/proc/self/task/<tid>/comm, what top, ps and
+    debuggers show) is its Python name, cut to the OS's 15 bytes.  (The
+    stdlib's workers get OS names only from CPython 3.14 on.)"""
+    kwargs = {} if prefix is None else {"thread_name_prefix": prefix}
+    barrier = threading.Barrier(2, timeout=WAIT)
+
+    def names():
+        barrier.wait()
+        tid = threading.get_native_id()
+        with open(f"/proc/self/task/{tid}/comm") as fh:
+            return fh.read().rstrip("\n"), threading.current_thread().name
+
+    with taskdemo.ThreadPoolExecutor(max_workers=2, **kwargs) as pool:
+        got = sorted(f.result(timeout=WAIT)
+                     for f in [pool.submit(names) for _ in range(2)])
+    os_names = [os_name for os_name, _ in got]
+    if expected is not None:
+        assert os_names == expected
+    for os_name, py_name in got:
+        index = py_name.rsplit("_", 1)[1]
+        assert len(os_name.encode()) <= 15
+        assert os_name.endswith("_" + index)
+        assert py_name.startswith(os_name[:-len(index) - 1])
+
+
+@needs_proc
 def test_workers_spawn_lazily_up_to_max_workers(impl, pools, settled_threads):
     """No thread exists before the first submit; one submit starts at most
     one worker; however much is queued, at most max_workers ever run."""
@@ -204,3 +238,33 @@ def test_additional_thread_count_is_never_negative(run_in_subprocess):
     rc, out, err = run_in_subprocess(code, timeout=WAIT)
     assert rc == 0, err
     assert out.startswith("ok")
+
+
+NO_COUNTER = """
+import importlib
+import taskdemo
+import taskdemo._taskdemo as C
+import taskdemo._threads as T
+
+def thread_count():
+    raise NotImplementedError("thread_count is not implemented here")
+
+C.thread_count = thread_count   # as on a system without a counter
+importlib.reload(T)             # what importing taskdemo runs there
+try:
+    T.additional_thread_count()
+except NotImplementedError as exc:
+    print("additional:", exc)
+with taskdemo.ThreadPoolExecutor(max_workers=1) as pool:
+    print("pool:", pool.submit(pow, 2, 3).result(timeout=10))
+"""
+
+
+def test_import_works_without_a_thread_counter(run_in_subprocess):
+    """Where the OS has no thread counter, thread_count() raises
+    NotImplementedError, and so does additional_thread_count(), but
+    importing taskdemo and its pool still work."""
+    rc, out, err = run_in_subprocess(NO_COUNTER, timeout=WAIT * 3)
+    assert rc == 0, err
+    assert "additional: thread_count is not implemented here" in out
+    assert "pool: 8" in out
