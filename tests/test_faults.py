@@ -447,3 +447,42 @@ print("ok", len(accepted), refused[0], flush=True)
 """
     rc, out, err = run_in_subprocess(code, timeout=WAIT)
     assert rc == 0 and out.startswith("ok"), f"rc={rc}\n{out}\n{err}"
+
+
+THREADS_RUN_OUT = """
+import os, resource, threading
+import taskdemo
+
+# Become an unprivileged user, for whom the kernel enforces RLIMIT_NPROC
+# (threads count), and allow this process only a few more threads.
+os.setgid(65534)
+os.setuid(65534)
+with open("/proc/self/status") as fh:
+    mine = int(next(l for l in fh if l.startswith("Threads:")).split()[1])
+resource.setrlimit(resource.RLIMIT_NPROC, (mine + 4, mine + 4))
+
+gate = threading.Event()
+pool = taskdemo.ThreadPoolExecutor(max_workers=1000)
+fs = [pool.submit(gate.wait, 30) for _ in range(200)]
+started = taskdemo.additional_thread_count()
+gate.set()
+assert all(f.result(timeout=30) for f in fs)
+pool.shutdown(wait=True)
+print("started", started, "of 200; all ran", flush=True)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root to drop to a user the thread limit "
+                    "binds (root ignores RLIMIT_NPROC)")
+def test_when_the_os_refuses_threads_the_pool_runs_on_what_it_has(
+        taskdemo, run_in_subprocess):
+    """max_workers=1000 and 200 blocking tasks, where the OS allows only
+    four more threads: submit neither crashes nor raises, and the pool runs
+    every task on the workers it could start (the stdlib's submit raises
+    RuntimeError there instead)."""
+    rc, out, err = run_in_subprocess(THREADS_RUN_OUT, timeout=WAIT * 3)
+    assert rc == 0, f"rc={rc}\n{out}\n{err}"
+    m = re.search(r"started (\d+) of 200; all ran", out)
+    assert m, out
+    assert 1 <= int(m.group(1)) <= 4
