@@ -351,53 +351,48 @@ static void *worker_main(void *opaque)
             w->current = t;
             pthread_mutex_unlock(&p->mu);
 
-            td_task_record finished[2];
-            size_t nfinished = 0;
+            /* A run is open only while the task this worker takes next
+             * has its tag (checked below, under the same hold of mu as
+             * this pop), so t continues it or starts a new one. */
+            td_task_record finished;
+            int have_finished = 0;
             int recorded = p->timing && t.tag != TD_POOL_TAG_UNRECORDED;
-            if (p->timing) {
-                if (t.tag != open.tag) {
-                    /* Another label (open.tag is the last record's):
-                     * an open run ends where this task starts, and the
-                     * next starts small. */
-                    if (open_items > 0) {
-                        finished[nfinished++] = end_run(
-                            &open, open_items, td_ticks_now(), &stride);
-                        last_end = finished[nfinished - 1].end_ns;
-                        open_items = 0;
-                    }
-                    open.tag = t.tag;
-                    stride = 1;
-                }
-                if (recorded && open_items == 0) {
-                    open = start_run(&t, last_end, w->index);
-                }
+            if (p->timing && t.tag != open.tag) {
+                open.tag = t.tag;   /* another label: start small again */
+                stride = 1;
+            }
+            if (recorded && open_items == 0) {
+                open = start_run(&t, last_end, w->index);
             }
             t.fn(t.arg);
             owes_idle = 1;
             if (recorded && ++open_items >= stride) {
-                finished[nfinished++] =
-                    end_run(&open, open_items, td_ticks_now(), &stride);
-                last_end = finished[nfinished - 1].end_ns;
-                open_items = 0;
+                finished = end_run(&open, open_items, td_ticks_now(),
+                                   &stride);
+                have_finished = 1;
             } else if (p->timing && !recorded) {
                 last_end = 0;   /* the next task reads its own start */
-                open_items = 0;
             }
 
             pthread_mutex_lock(&p->mu);
-            if (open_items > 0 && p->ring_count == 0) {
-                /* Nothing queued: end the run now, under mu, so that
-                 * whoever waits for the pool to finish (td_pool_wait)
-                 * finds every finished task recorded. */
-                finished[nfinished++] =
-                    end_run(&open, open_items, td_ticks_now(), &stride);
-                last_end = finished[nfinished - 1].end_ns;
-                open_items = 0;
+            if (open_items > 0 && !have_finished &&
+                (p->ring_count == 0 ||
+                 p->ring[p->ring_head].tag != open.tag)) {
+                /* The run ends here, under mu: with nothing queued, so
+                 * that whoever waits for the pool to finish (td_pool_wait)
+                 * finds every finished task recorded; before a task of
+                 * another label, so that records stay in order on this
+                 * worker (that task may record runs of its own). */
+                finished = end_run(&open, open_items, td_ticks_now(),
+                                   &stride);
+                have_finished = 1;
             }
-            for (size_t k = 0; k < nfinished; k++) {
+            if (have_finished) {
                 /* Ticks go into the ring as they are; td_pool_timeline
                  * converts them to ns when they are read. */
-                td_timeline_push(&p->timeline, &finished[k]);
+                td_timeline_push(&p->timeline, &finished);
+                last_end = finished.end_ns;
+                open_items = 0;
             }
             w->current.fn = NULL;
             w->current.arg = NULL;

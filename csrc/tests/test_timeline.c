@@ -357,6 +357,49 @@ TEST(pool_timeline_add_run_records_units)
     ASSERT_EQ(TD_OK, td_pool_destroy(p));
 }
 
+/* A task that records a run of its own, starting when it starts (as a
+ * map runner does). */
+static void own_run_task(void *arg)
+{
+    units_ctx *c = arg;
+    uint64_t start = td_pool_stamp();
+    c->add_rc = td_pool_timeline_add_run(c->pool, c->submit, start,
+                                         td_pool_stamp(), 5, 100);
+}
+
+TEST(pool_timeline_run_ends_before_a_task_that_records_its_own)
+{
+    /* Short tasks of one tag, then a task that records its own run: the
+     * short tasks' last record is in the ring before the task's, so the
+     * worker's records stay in order. */
+    enum { N = 300 };
+    td_pool_config cfg = {1, "tl", NULL, 1024};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    gate g;
+    gate_init(&g);
+    atomic_long n;
+    atomic_init(&n, 0);
+    units_ctx c = {p, -99, td_pool_stamp()};
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
+    for (int i = 0; i < N; i++) {
+        ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, noop_task, &n, 2));
+    }
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, own_run_task, &c,
+                                           TD_POOL_TAG_UNRECORDED));
+    gate_await(&g, 1);
+    gate_open(&g);
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    gate_destroy(&g);
+    ASSERT_EQ(TD_OK, c.add_rc);
+    static td_task_record out[N + 2];
+    uint64_t items = 0;
+    size_t count = read_runs(p, out, N + 2, &items);   /* checks order */
+    ASSERT_EQ(1 + N + 5, items);
+    ASSERT_EQ(100, out[count - 1].tag);   /* the task's own run is last */
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));
+}
+
 /* Runs that overflow the ring: the oldest go, and their items count as
  * dropped. */
 static void many_runs_task(void *arg)
