@@ -133,8 +133,11 @@ int py_timeout_ns(PyObject *timeout, int64_t *out_ns)
     return seconds_to_ns(timeout, "timeout", 1, 1, out_ns);
 }
 
-int py_wait_word(py_state *st, const _Atomic int *word, int expected,
-                 _Atomic unsigned *nwaiters, int64_t timeout_ns)
+/* py_wait_word and py_wait_word_below: waits on the waitset while the
+ * word equals `value` (below == 0) or is under it (below == 1). */
+static int wait_word(py_state *st, const _Atomic int *word, int value,
+                     int below, _Atomic unsigned *nwaiters,
+                     int64_t timeout_ns)
 {
     int64_t deadline = timeout_ns < 0
         ? -1 : (int64_t)td_clock_now_ns() + timeout_ns;
@@ -143,7 +146,8 @@ int py_wait_word(py_state *st, const _Atomic int *word, int expected,
         if (deadline >= 0) {
             int64_t left = deadline - (int64_t)td_clock_now_ns();
             if (left <= 0) {
-                return atomic_load(word) != expected;
+                int w = atomic_load(word);
+                return below ? w >= value : w != value;
             }
             if (left < slice) {
                 slice = left;
@@ -151,7 +155,10 @@ int py_wait_word(py_state *st, const _Atomic int *word, int expected,
         }
         int rc;
         Py_BEGIN_ALLOW_THREADS
-        rc = td_waitset_wait(&st->waitset, word, expected, nwaiters, slice);
+        rc = below ? td_waitset_wait_below(&st->waitset, word, value,
+                                           nwaiters, slice)
+                   : td_waitset_wait(&st->waitset, word, value, nwaiters,
+                                     slice);
         Py_END_ALLOW_THREADS
         if (rc == TD_OK) {
             return 1;
@@ -160,6 +167,18 @@ int py_wait_word(py_state *st, const _Atomic int *word, int expected,
             return -1;   /* KeyboardInterrupt, or a handler's exception */
         }
     }
+}
+
+int py_wait_word(py_state *st, const _Atomic int *word, int expected,
+                 _Atomic unsigned *nwaiters, int64_t timeout_ns)
+{
+    return wait_word(st, word, expected, 0, nwaiters, timeout_ns);
+}
+
+int py_wait_word_below(py_state *st, const _Atomic int *word, int least,
+                       _Atomic unsigned *nwaiters, int64_t timeout_ns)
+{
+    return wait_word(st, word, least, 1, nwaiters, timeout_ns);
 }
 
 /* ---- native tasks ---------------------------------------------------- */

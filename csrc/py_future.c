@@ -521,7 +521,10 @@ static int wait_done(PyObject *self, PyObject *timeout)
             int64_t now = (int64_t)td_clock_now_ns();
             left = deadline > now ? deadline - now : 0;
         }
-        int rc = py_wait_word(st, &f->state, state, &f->nwaiters, left);
+        /* Until done: a pending future passes "running" on the way, which
+         * is no reason to wake up and take the GIL. */
+        int rc = py_wait_word_below(st, &f->state, PY_CANCELLED,
+                                    &f->nwaiters, left);
         if (rc < 0) {
             return -1;
         }

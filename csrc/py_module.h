@@ -98,6 +98,10 @@ int py_timeout_ns(PyObject *timeout, int64_t *out_ns);
 int py_wait_word(py_state *st, const _Atomic int *word, int expected,
                  _Atomic unsigned *nwaiters, int64_t timeout_ns);
 
+/* As py_wait_word, until *word >= least (td_waitset_wait_below). */
+int py_wait_word_below(py_state *st, const _Atomic int *word, int least,
+                       _Atomic unsigned *nwaiters, int64_t timeout_ns);
+
 /* py_future.c */
 int py_future_init_type(PyObject *module, py_state *st);
 /* A new pending future that will call fn(*args, **kwargs). */

@@ -86,12 +86,20 @@ void td_waitset_destroy(td_waitset *ws)
     pthread_mutex_destroy(&ws->mu);
 }
 
-/* With our waiter count already raised: spins until a wake finds *word
- * changed from expected (see td_waitset.h), for at most the spin bound
- * and timeout_ns (< 0: no limit).  Returns 1 when the word changed, 0
- * when the caller should sleep. */
-static int spin_for_wake(td_waitset *ws, const _Atomic int *word,
-                         int expected, int64_t timeout_ns)
+/* Whether a waiter must go on waiting: *word == value, or with `below`,
+ * *word < value. */
+static inline int still(const _Atomic int *word, int value, int below)
+{
+    int w = atomic_load(word);
+    return below ? w < value : w == value;
+}
+
+/* With our waiter count already raised: spins until a wake finds the wait
+ * over (see td_waitset.h), for at most the spin bound and timeout_ns
+ * (< 0: no limit).  Returns 1 when it is over, 0 when the caller should
+ * sleep. */
+static int spin_for_wake(td_waitset *ws, const _Atomic int *word, int value,
+                         int below, int64_t timeout_ns)
 {
     int64_t budget = td_spin_limit_ns();
     if (timeout_ns >= 0 && timeout_ns < budget) {
@@ -104,7 +112,7 @@ static int spin_for_wake(td_waitset *ws, const _Atomic int *word,
     /* `seen` is read before the word: a waker that changes the word from
      * now on saw our count, so it bumps `wakes` after its store. */
     unsigned seen = atomic_load(&ws->wakes);
-    if (atomic_load(word) != expected) {
+    if (!still(word, value, below)) {
         return 1;
     }
     for (;;) {
@@ -113,17 +121,21 @@ static int spin_for_wake(td_waitset *ws, const _Atomic int *word,
             !td_spin_while_equal(&ws->wakes, seen, (int64_t)(until - now))) {
             return 0;
         }
-        if (atomic_load(word) != expected) {
+        /* Another word's wake, or ours: read `seen` before the word
+         * again, so that a wake of ours after this read is not lost in
+         * the new `seen`. */
+        seen = atomic_load(&ws->wakes);
+        if (!still(word, value, below)) {
             return 1;
         }
-        seen = atomic_load(&ws->wakes);   /* another word's wake */
     }
 }
 
-int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
-                    _Atomic unsigned *nwaiters, int64_t timeout_ns)
+static int wait_while(td_waitset *ws, const _Atomic int *word, int value,
+                      int below, _Atomic unsigned *nwaiters,
+                      int64_t timeout_ns)
 {
-    if (atomic_load(word) != expected) {
+    if (!still(word, value, below)) {
         return TD_OK;
     }
     if (timeout_ns == 0) {
@@ -137,17 +149,17 @@ int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
     /* Announce ourselves before the decisive read of *word: a waker that
      * stores after our read is then sure to see us and broadcast. */
     atomic_fetch_add(nwaiters, 1);
-    if (spin_for_wake(ws, word, expected, timeout_ns)) {
+    if (spin_for_wake(ws, word, value, below, timeout_ns)) {
         atomic_fetch_sub(nwaiters, 1);
         return TD_OK;
     }
     pthread_mutex_lock(&ws->mu);
-    while (atomic_load(word) == expected) {
+    while (still(word, value, below)) {
         if (timeout_ns < 0) {
             pthread_cond_wait(&ws->cv, &ws->mu);
         } else if (pthread_cond_timedwait(&ws->cv, &ws->mu, &deadline)
                    == ETIMEDOUT) {
-            if (atomic_load(word) == expected) {
+            if (still(word, value, below)) {
                 rc = TD_ETIMEDOUT;
             }
             break;
@@ -156,6 +168,19 @@ int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
     pthread_mutex_unlock(&ws->mu);
     atomic_fetch_sub(nwaiters, 1);
     return rc;
+}
+
+int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
+                    _Atomic unsigned *nwaiters, int64_t timeout_ns)
+{
+    return wait_while(ws, word, expected, 0, nwaiters, timeout_ns);
+}
+
+int td_waitset_wait_below(td_waitset *ws, const _Atomic int *word,
+                          int least, _Atomic unsigned *nwaiters,
+                          int64_t timeout_ns)
+{
+    return wait_while(ws, word, least, 1, nwaiters, timeout_ns);
 }
 
 void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters)

@@ -53,6 +53,17 @@ void td_waitset_destroy(td_waitset *ws);
 int td_waitset_wait(td_waitset *ws, const _Atomic int *word, int expected,
                     _Atomic unsigned *nwaiters, int64_t timeout_ns);
 
+/*
+ * As td_waitset_wait, but blocks while *word < least: for a word that only
+ * grows when its waiters care about one threshold only (a future's state
+ * passes "running" on its way to "done"; a result() waiter wants "done",
+ * and need not wake, take the GIL and wait again at "running").  Returns
+ * TD_OK once *word >= least, or TD_ETIMEDOUT.
+ */
+int td_waitset_wait_below(td_waitset *ws, const _Atomic int *word,
+                          int least, _Atomic unsigned *nwaiters,
+                          int64_t timeout_ns);
+
 /* Wakes the waiters of a word whose value was just stored. */
 void td_waitset_wake(td_waitset *ws, const _Atomic unsigned *nwaiters);
 

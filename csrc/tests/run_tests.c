@@ -60,6 +60,7 @@
     X(pool_timeline_long_tasks_keep_their_own_records)                      \
     X(pool_timeline_runs_split_where_the_tag_changes)                       \
     X(pool_timeline_add_run_records_units)                                  \
+    X(pool_timeline_run_ends_before_a_task_that_records_its_own)            \
     X(pool_timeline_add_run_longer_than_ring)                               \
     X(pool_timeline_add_run_errors)                                         \
     X(pool_timeline_add_run_without_timeline)                               \
@@ -84,6 +85,7 @@
     X(waitset_ping_pong_timed)                                              \
     X(waitset_ping_pong_broadcast)                                          \
     X(waitset_ping_pong_without_spinning)                                   \
+    X(waitset_wait_below_skips_intermediate_values)                         \
     X(waitset_broadcast)                                                    \
     X(waitset_many_words)                                                   \
     X(waitset_fork)                                                         \

@@ -11,6 +11,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -153,6 +154,58 @@ TEST(waitset_ping_pong_broadcast)
 {
     /* td_waitset_broadcast wakes without looking at the waiter count. */
     run_ping_pong(-1, 1);
+}
+
+typedef struct below_waiter {
+    td_waitset *ws;
+    _Atomic int *word;
+    _Atomic unsigned *nwaiters;
+    _Atomic int returned;   /* the value the wait returned at, or -1 */
+} below_waiter;
+
+static void *wait_until_two(void *arg)
+{
+    below_waiter *b = arg;
+    ASSERT_OK(td_waitset_wait_below(b->ws, b->word, 2, b->nwaiters, -1));
+    atomic_store(&b->returned, atomic_load(b->word));
+    return NULL;
+}
+
+TEST(waitset_wait_below_skips_intermediate_values)
+{
+    td_waitset ws;
+    _Atomic int word = 0;
+    _Atomic unsigned nwaiters = 0;
+    ASSERT_OK(td_waitset_init(&ws));
+    /* At or above the threshold: at once; below it, a timeout. */
+    atomic_store(&word, 3);
+    ASSERT_OK(td_waitset_wait_below(&ws, &word, 2, &nwaiters, -1));
+    atomic_store(&word, 1);
+    ASSERT_RC(TD_ETIMEDOUT, td_waitset_wait_below(&ws, &word, 2, &nwaiters,
+                                                  0));
+    ASSERT_RC(TD_ETIMEDOUT, td_waitset_wait_below(&ws, &word, 2, &nwaiters,
+                                                  2000000));
+    /* A waiter for 2, woken with the word at 1, waits on (a wrong return
+     * would come within microseconds; 20 ms is ample to see it); at 2 it
+     * returns. */
+    atomic_store(&word, 0);
+    below_waiter b = {&ws, &word, &nwaiters, -1};
+    pthread_t t;
+    ASSERT_PT(pthread_create(&t, NULL, wait_until_two, &b));
+    while (atomic_load(&nwaiters) == 0) {
+        td_cpu_relax();   /* until the waiter is in */
+    }
+    atomic_store(&word, 1);
+    td_waitset_wake(&ws, &nwaiters);
+    struct timespec pause = {0, 20000000};
+    nanosleep(&pause, NULL);
+    ASSERT_EQ(-1, atomic_load(&b.returned));
+    atomic_store(&word, 2);
+    td_waitset_wake(&ws, &nwaiters);
+    ASSERT_PT(pthread_join(t, NULL));
+    ASSERT_EQ(2, atomic_load(&b.returned));
+    ASSERT_EQ(0, atomic_load(&nwaiters));
+    td_waitset_destroy(&ws);
 }
 
 TEST(waitset_ping_pong_without_spinning)
