@@ -11,7 +11,8 @@
  * free to take the task and fewer than max_threads exist, as the stdlib's
  * ThreadPoolExecutor does.  A worker takes tasks until the ring is empty,
  * then runs the thread_idle hook, watches `nudges` for up to 50 us
- * (td_spin.h; every push bumps it), and only then sleeps on `work_cv`.
+ * (td_spin.h; every push bumps it) unless another worker already does,
+ * and only then sleeps on `work_cv`.
  * Submit signals `work_cv` only when a worker sleeps unclaimed
  * (idle_unclaimed), so a busy pool, or one whose caller submits again
  * within the spin, makes no wake-up system calls at all.
@@ -92,7 +93,9 @@ struct td_pool {
     unsigned hooking_unclaimed;   /* protected by mu: of those, no task
                                      promised */
     _Atomic unsigned nudges;  /* bumped (under mu) by every push and by
-                                 shutdown: what spinning workers watch */
+                                 shutdown: what a spinning worker watches */
+    int spinning;         /* protected by mu: a worker spins for work (at
+                             most one does) */
     unsigned running;     /* protected by mu: tasks being run */
     unsigned done_waiters;    /* protected by mu: sleepers on done_cv */
     unsigned joins_active;    /* protected by mu: joins still reaping */
@@ -200,6 +203,7 @@ static void pool_fork_child(void *ctx)
     p->idle_unclaimed = 0;
     p->hooking = 0;
     p->hooking_unclaimed = 0;
+    p->spinning = 0;
     p->done_waiters = 0;
     p->joins_active = 0;
 }
@@ -412,23 +416,33 @@ static void *worker_main(void *opaque)
         stride = 1;
         if (owes_idle) {
             /* Give back per-thread resources (the GIL) before sleeping,
-             * without mu; then spin a little for the next task (td_spin.h:
-             * a caller that submits again soon then costs no wake-up),
-             * and look at the ring again, since tasks may have arrived
-             * meanwhile.  Meanwhile the worker counts as available
-             * (hooking_unclaimed), so a submit neither signals nor starts
-             * a new thread for a task this one is about to find. */
+             * without mu; then, if no other worker of this pool is doing
+             * so, spin a little for the next task (td_spin.h: a caller
+             * that submits again soon then costs no wake-up; one spinner
+             * catches it, more would only take cores from the threads
+             * doing work), and look at the ring again, since tasks may
+             * have arrived meanwhile.  Meanwhile the worker counts as
+             * available (hooking_unclaimed), so a submit neither signals
+             * nor starts a new thread for a task this one is about to
+             * find. */
             owes_idle = 0;
             p->hooking++;
             p->hooking_unclaimed++;
+            int spin = !p->spinning;
+            p->spinning |= spin;
             unsigned seen = atomic_load_explicit(&p->nudges,
                                                  memory_order_relaxed);
             pthread_mutex_unlock(&p->mu);
             if (p->hooks.thread_idle != NULL) {
                 p->hooks.thread_idle(p->hooks.ctx);
             }
-            td_spin_while_equal(&p->nudges, seen, TD_SPIN_NS);
+            if (spin) {
+                td_spin_while_equal(&p->nudges, seen, td_spin_limit_ns());
+            }
             pthread_mutex_lock(&p->mu);
+            if (spin) {
+                p->spinning = 0;
+            }
             p->hooking--;
             if (p->hooking_unclaimed > p->hooking) {
                 p->hooking_unclaimed = p->hooking;

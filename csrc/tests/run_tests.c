@@ -77,6 +77,7 @@
     X(spin_gives_up_after_its_bound)                                        \
     X(spin_off_only_looks)                                                  \
     X(spin_sees_another_threads_store)                                      \
+    X(spin_one_idle_worker_at_a_time)                                       \
     X(waitset_init_destroy)                                                 \
     X(waitset_timeout_unchanged)                                            \
     X(waitset_timeout_zero_tests)                                           \

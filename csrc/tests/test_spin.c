@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "td_pool.h"
 #include "td_spin.h"
 
 TEST(spin_default_bound)
@@ -111,4 +112,47 @@ TEST(spin_sees_another_threads_store)
     atomic_store(&f.ready, 1);
     ASSERT_EQ(1, td_spin_while_equal(&f.word, 0, 1000000000));
     ASSERT_PT(pthread_join(t, NULL));
+}
+
+static void count_task(void *arg)
+{
+    atomic_fetch_add((_Atomic int *)arg, 1);
+}
+
+TEST(spin_one_idle_worker_at_a_time)
+{
+    /* With a spin of a whole second, four workers that go idle together:
+     * one spins, three sleep at once (more spinners would only take cores
+     * from working threads).  The spinner takes the next task without a
+     * signal, and shutdown ends its spin: join is quick. */
+    ASSERT_EQ(0, setenv("TASKDEMO_SPIN_US", "1000000", 1));
+    enum { WORKERS = 4 };
+    td_pool_config cfg = {WORKERS, "sp", NULL, 0};
+    td_pool *p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
+    gate g;
+    gate_init(&g);
+    for (int i = 0; i < WORKERS; i++) {
+        ASSERT_EQ(TD_OK, td_pool_submit(p, gate_task, &g));
+    }
+    gate_await(&g, WORKERS);   /* all four started */
+    gate_open(&g);
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    gate_destroy(&g);
+
+    td_pool_stats st;
+    uint64_t give_up = harness_now_ns() + 500000000u;   /* 0.5 s */
+    do {
+        td_pool_get_stats(p, &st);
+    } while (st.idle < WORKERS - 1 && harness_now_ns() < give_up);
+    ASSERT_EQ(WORKERS - 1, st.idle);   /* one is not asleep: it spins */
+
+    _Atomic int ran = 0;
+    ASSERT_EQ(TD_OK, td_pool_submit(p, count_task, (void *)&ran));
+    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
+    ASSERT_EQ(1, atomic_load(&ran));
+
+    uint64_t t0 = harness_now_ns();
+    ASSERT_EQ(TD_OK, td_pool_destroy(p));   /* shutdown and join */
+    ASSERT_U64_LE(harness_now_ns() - t0, 500000000u);
 }
