@@ -72,11 +72,12 @@ def _run(run_in_subprocess, code: str, timeout: float = WAIT, args=()):
 # -- Ctrl-C in as_completed() and wait() ------------------------------------
 
 # The child interrupts itself: a helper thread waits until the main thread
-# is blocked inside the call (its stack shows the call, topped by a lock
-# wait), then sends SIGINT to the process, which Linux delivers to the main
-# thread.  Both ends read time.monotonic(), so the latency excludes pipes
-# and the parent's scheduling.
-SIGINT_SCRIPT = """
+# is blocked inside the call ({in_call} decides), then sends SIGINT to the
+# process, which Linux delivers to the main thread.  Both ends read
+# time.monotonic(), so the latency excludes pipes and the parent's
+# scheduling.  Two tasks hold the pool's workers until the call was
+# interrupted; {after} then checks what is left.
+SIGINT_TEMPLATE = """
 import os, signal, sys, threading, time
 import concurrent.futures as cf
 {import_line}
@@ -92,28 +93,20 @@ def hold():
 
 fs = [pool.submit(hold) for _ in range(2)]
 started.wait()
-main = threading.main_thread().ident
+main = threading.main_thread()
 sent = []
-
-def in_call():
-    frame = sys._current_frames().get(main)
-    names = []
-    while frame is not None:
-        names.append(frame.f_code.co_name)
-        frame = frame.f_back
-    return {marker!r} in names and names[0] in ("wait", "acquire")
+{in_call}
 
 def interrupter():
     deadline = time.monotonic() + 10
     while not in_call() and time.monotonic() < deadline:
-        time.sleep(0.001)   # a bounded poll of the main thread's stack
-    time.sleep(0.02)        # let it get into the lock's system call
+        time.sleep(0.001)   # a bounded poll of the main thread
     sent.append(time.monotonic())
     os.kill(os.getpid(), signal.SIGINT)
 
 threading.Thread(target=interrupter).start()
 try:
-    {call}
+    {call}  # THE CALL
 except KeyboardInterrupt:
     latency = time.monotonic() - sent[0]
     print("interrupted after", round(latency, 4), flush=True)
@@ -122,11 +115,39 @@ else:
     sys.exit(2)
 gate.set()
 assert [f.result(timeout=10) for f in fs] == ["held", "held"]
+{after}
+print("usable", flush=True)
+"""
+
+USABLE_AFTER = """
 assert pool.submit(pow, 2, 5).result(timeout=10) == 32
 assert list(pool.map(abs, [-1, -2], timeout=10)) == [1, 2]
 pool.shutdown(wait=True)
-print("usable", flush=True)
 """
+
+# as_completed() and wait() are Python code: the main thread's stack shows
+# the call, topped by a lock wait.
+IN_PYTHON_CALL = """
+def in_call():
+    frame = sys._current_frames().get(main.ident)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    if {marker!r} in names and names[0] in ("wait", "acquire"):
+        time.sleep(0.02)   # let it get into the lock's system call
+        return True
+    return False
+"""
+
+
+def _sigint_script(impl, in_call: str, call: str, after: str) -> str:
+    code = SIGINT_TEMPLATE.format(import_line=impl.import_line,
+                                  in_call=in_call, call=call, after=after)
+    line = next(i for i, text in enumerate(code.splitlines(), 1)
+                if text.endswith("# THE CALL"))
+    return code.replace("CALL_LINE = 0", f"CALL_LINE = {line}")
+
 
 SIGINT_CALLS = {
     "as_completed": ("as_completed", "for _ in cf.as_completed(fs): pass"),
@@ -152,8 +173,8 @@ def test_sigint_interrupts_as_completed_and_wait(impl, run_in_subprocess,
     futures that will not finish raises KeyboardInterrupt within 100 ms;
     the held tasks then finish and the pool still works."""
     marker, call = SIGINT_CALLS[kind]
-    code = SIGINT_SCRIPT.format(import_line=impl.import_line, marker=marker,
-                                call=call)
+    code = _sigint_script(impl, IN_PYTHON_CALL.format(marker=marker), call,
+                          USABLE_AFTER)
     rc, out, err = _run(run_in_subprocess, code)
     m = re.search(r"interrupted after ([0-9.]+)", out)
     assert m, f"rc={rc}\n{out}\n{err}"
@@ -168,29 +189,14 @@ def test_sigint_interrupts_as_completed_and_wait(impl, run_in_subprocess,
 # The same measurement for the waits the core issue names.  taskdemo's
 # waits are C calls, invisible in the Python stack, so the helper thread
 # waits until the main thread has sat on the call's line and slept in the
-# kernel (state S in /proc) on three looks 2 ms apart: then it is inside
-# the wait, past any GIL hand-off on the way in.
-SIGINT_C_SCRIPT = """
-import os, signal, sys, threading, time
-{import_line}
-
-pool = Executor(max_workers=2)
-gate = threading.Event()
-started = threading.Barrier(3, timeout=10)
-
-def hold():
-    started.wait()
-    gate.wait()
-    return "held"
-
-fs = [pool.submit(hold) for _ in range(2)]
-started.wait()
-main = threading.main_thread()
-stat = f"/proc/self/task/{{main.native_id}}/stat"
+# kernel (state S in /proc) on three looks in a row: then it is inside the
+# wait, past any GIL hand-off on the way in.
+IN_C_CALL = """
 CALL_LINE = 0
-sent = []
+stat = f"/proc/self/task/{main.native_id}/stat"
+looks = []
 
-def asleep_in_call():
+def asleep_on_the_call_line():
     frame = sys._current_frames().get(main.ident)
     while frame is not None and frame.f_back is not None:
         frame = frame.f_back            # the module's frame
@@ -199,34 +205,10 @@ def asleep_in_call():
     with open(stat) as fh:
         return fh.read().rsplit(")", 1)[1].split()[0] == "S"
 
-def interrupter():
-    deadline = time.monotonic() + 10
-    looks = 0
-    while looks < 3 and time.monotonic() < deadline:
-        looks = looks + 1 if asleep_in_call() else 0
-        time.sleep(0.002)
-    sent.append(time.monotonic())
-    os.kill(os.getpid(), signal.SIGINT)
-
-threading.Thread(target=interrupter).start()
-try:
-    {call}  # THE CALL
-except KeyboardInterrupt:
-    latency = time.monotonic() - sent[0]
-    print("interrupted after", round(latency, 4), flush=True)
-else:
-    print("returned without KeyboardInterrupt", flush=True)
-    sys.exit(2)
-gate.set()
-assert [f.result(timeout=10) for f in fs] == ["held", "held"]
-{after}
-print("usable", flush=True)
-"""
-
-USABLE_AFTER = """
-assert pool.submit(pow, 2, 5).result(timeout=10) == 32
-assert list(pool.map(abs, [-1, -2], timeout=10)) == [1, 2]
-pool.shutdown(wait=True)
+def in_call():
+    looks.append(asleep_on_the_call_line())
+    time.sleep(0.001)
+    return looks[-3:] == [True] * 3
 """
 
 SIGINT_C_CALLS = {
@@ -242,15 +224,6 @@ SIGINT_C_CALLS = {
 }
 
 
-def _sigint_c_script(impl, call: str, after: str) -> str:
-    code = SIGINT_C_SCRIPT.format(import_line=impl.import_line, call=call,
-                                  after=after)
-    lines = code.splitlines()
-    line = next(i for i, text in enumerate(lines, 1)
-                if text.endswith("# THE CALL"))
-    return code.replace("CALL_LINE = 0", f"CALL_LINE = {line}")
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/task"),
                     reason="finds the main thread asleep through /proc")
 @pytest.mark.parametrize("kind", sorted(SIGINT_C_CALLS))
@@ -261,7 +234,7 @@ def test_sigint_interrupts_result_exception_shutdown_and_map(
     KeyboardInterrupt within 100 ms, measured inside the child; the held
     tasks then finish and the pool still works (or, after shutdown, joins)."""
     call, after = SIGINT_C_CALLS[kind]
-    code = _sigint_c_script(impl, call, after)
+    code = _sigint_script(impl, IN_C_CALL, call, after)
     rc, out, err = _run(run_in_subprocess, code)
     m = re.search(r"interrupted after ([0-9.]+)", out)
     assert m, f"rc={rc}\n{out}\n{err}"

@@ -165,8 +165,30 @@ static void sleep_task(void *arg)
     nanosleep(&ts, NULL);
 }
 
-/* The tests below queue tasks behind a gate_task on a pool's only worker,
- * so that they run back to back once the gate opens. */
+/* A one-worker pool whose worker is held in a gate_task (tag 1): tasks
+ * submitted meanwhile queue behind it and run back to back once
+ * run_queued() opens the gate. */
+typedef struct held_pool {
+    td_pool *p;
+    gate g;
+} held_pool;
+
+static void hold_worker(held_pool *h, size_t timeline_capacity)
+{
+    td_pool_config cfg = {1, "tl", NULL, timeline_capacity};
+    h->p = NULL;
+    ASSERT_EQ(TD_OK, td_pool_create(&h->p, &cfg));
+    gate_init(&h->g);
+    ASSERT_EQ(TD_OK, td_pool_submit_tagged(h->p, gate_task, &h->g, 1));
+    gate_await(&h->g, 1);   /* the worker is in the gate */
+}
+
+static void run_queued(held_pool *h)
+{
+    gate_open(&h->g);
+    ASSERT_EQ(TD_OK, td_pool_wait(h->p, -1));
+    gate_destroy(&h->g);
+}
 
 /* Copies p's timeline into out (max records) and checks what holds for
  * every record: in order on one worker, times ordered, items in bounds.
@@ -198,21 +220,15 @@ TEST(pool_timeline_short_tasks_share_records)
      * run back to back: they share records, which account for each of
      * them exactly once. */
     enum { N = 2000 };
-    td_pool_config cfg = {1, "tl", NULL, 4096};
-    td_pool *p = NULL;
-    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
-    gate g;
-    gate_init(&g);
+    held_pool h;
+    hold_worker(&h, 4096);
+    td_pool *p = h.p;
     atomic_long n;
     atomic_init(&n, 0);
-    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
     for (int i = 0; i < N; i++) {
         ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, noop_task, &n, 2));
     }
-    gate_await(&g, 1);   /* the worker is in the gate: all are queued */
-    gate_open(&g);
-    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
-    gate_destroy(&g);
+    run_queued(&h);
     ASSERT_EQ(N, atomic_load(&n));
 
     static td_task_record out[N + 1];
@@ -240,19 +256,13 @@ TEST(pool_timeline_long_tasks_keep_their_own_records)
     /* Tasks of 2 ms are never "short": one record each, even queued back
      * to back with one tag. */
     enum { N = 6 };
-    td_pool_config cfg = {1, "tl", NULL, 64};
-    td_pool *p = NULL;
-    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
-    gate g;
-    gate_init(&g);
-    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
+    held_pool h;
+    hold_worker(&h, 64);
+    td_pool *p = h.p;
     for (int i = 0; i < N; i++) {
         ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, sleep_task, NULL, 2));
     }
-    gate_await(&g, 1);   /* the worker is in the gate: all are queued */
-    gate_open(&g);
-    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
-    gate_destroy(&g);
+    run_queued(&h);
     td_task_record out[N + 1];
     uint64_t items = 0;
     ASSERT_EQ(N + 1, read_runs(p, out, N + 1, &items));
@@ -269,14 +279,11 @@ TEST(pool_timeline_runs_split_where_the_tag_changes)
     /* Short tasks tagged 2, 3, 2 in blocks of 300: records never mix
      * tags, and each block's items add up to 300. */
     enum { BLOCK = 300 };
-    td_pool_config cfg = {1, "tl", NULL, 4096};
-    td_pool *p = NULL;
-    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
-    gate g;
-    gate_init(&g);
+    held_pool h;
+    hold_worker(&h, 4096);
+    td_pool *p = h.p;
     atomic_long n;
     atomic_init(&n, 0);
-    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
     const uint32_t tags[3] = {2, 3, 2};
     for (int b = 0; b < 3; b++) {
         for (int i = 0; i < BLOCK; i++) {
@@ -284,10 +291,7 @@ TEST(pool_timeline_runs_split_where_the_tag_changes)
                                                    tags[b]));
         }
     }
-    gate_await(&g, 1);   /* the worker is in the gate: all are queued */
-    gate_open(&g);
-    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
-    gate_destroy(&g);
+    run_queued(&h);
     static td_task_record out[3 * BLOCK + 1];
     uint64_t items = 0;
     size_t count = read_runs(p, out, 3 * BLOCK + 1, &items);
@@ -373,24 +377,18 @@ TEST(pool_timeline_run_ends_before_a_task_that_records_its_own)
      * short tasks' last record is in the ring before the task's, so the
      * worker's records stay in order. */
     enum { N = 300 };
-    td_pool_config cfg = {1, "tl", NULL, 1024};
-    td_pool *p = NULL;
-    ASSERT_EQ(TD_OK, td_pool_create(&p, &cfg));
-    gate g;
-    gate_init(&g);
+    held_pool h;
+    hold_worker(&h, 1024);
+    td_pool *p = h.p;
     atomic_long n;
     atomic_init(&n, 0);
     units_ctx c = {p, -99, td_pool_stamp()};
-    ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, gate_task, &g, 1));
     for (int i = 0; i < N; i++) {
         ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, noop_task, &n, 2));
     }
     ASSERT_EQ(TD_OK, td_pool_submit_tagged(p, own_run_task, &c,
                                            TD_POOL_TAG_UNRECORDED));
-    gate_await(&g, 1);
-    gate_open(&g);
-    ASSERT_EQ(TD_OK, td_pool_wait(p, -1));
-    gate_destroy(&g);
+    run_queued(&h);
     ASSERT_EQ(TD_OK, c.add_rc);
     static td_task_record out[N + 2];
     uint64_t items = 0;
