@@ -141,6 +141,18 @@ def in_call():
 """
 
 
+def _check_interrupted(run_in_subprocess, code: str, name: str) -> None:
+    """Runs a SIGINT_TEMPLATE script: KeyboardInterrupt within the bound,
+    measured in the child, and the pool fine afterwards."""
+    rc, out, err = _run(run_in_subprocess, code)
+    m = re.search(r"interrupted after ([0-9.]+)", out)
+    assert m, f"rc={rc}\n{out}\n{err}"
+    latency = float(m.group(1))
+    STATS.setdefault("sigint_latency_s", {})[name] = latency
+    assert latency < SIGINT_BOUND, f"KeyboardInterrupt after {latency}s"
+    assert rc == 0 and "usable" in out, f"rc={rc}\n{out}\n{err}"
+
+
 def _sigint_script(impl, in_call: str, call: str, after: str) -> str:
     code = SIGINT_TEMPLATE.format(import_line=impl.import_line,
                                   in_call=in_call, call=call, after=after)
@@ -175,13 +187,7 @@ def test_sigint_interrupts_as_completed_and_wait(impl, run_in_subprocess,
     marker, call = SIGINT_CALLS[kind]
     code = _sigint_script(impl, IN_PYTHON_CALL.format(marker=marker), call,
                           USABLE_AFTER)
-    rc, out, err = _run(run_in_subprocess, code)
-    m = re.search(r"interrupted after ([0-9.]+)", out)
-    assert m, f"rc={rc}\n{out}\n{err}"
-    latency = float(m.group(1))
-    STATS.setdefault("sigint_latency_s", {})[f"{impl.name}:{kind}"] = latency
-    assert latency < SIGINT_BOUND, f"KeyboardInterrupt after {latency}s"
-    assert rc == 0 and "usable" in out, f"rc={rc}\n{out}\n{err}"
+    _check_interrupted(run_in_subprocess, code, f"{impl.name}:{kind}")
 
 
 # -- Ctrl-C in result(), exception(), shutdown(wait=True), map iteration ----
@@ -235,13 +241,7 @@ def test_sigint_interrupts_result_exception_shutdown_and_map(
     tasks then finish and the pool still works (or, after shutdown, joins)."""
     call, after = SIGINT_C_CALLS[kind]
     code = _sigint_script(impl, IN_C_CALL, call, after)
-    rc, out, err = _run(run_in_subprocess, code)
-    m = re.search(r"interrupted after ([0-9.]+)", out)
-    assert m, f"rc={rc}\n{out}\n{err}"
-    latency = float(m.group(1))
-    STATS.setdefault("sigint_latency_s", {})[f"{impl.name}:{kind}"] = latency
-    assert latency < SIGINT_BOUND, f"KeyboardInterrupt after {latency}s"
-    assert rc == 0 and "usable" in out, f"rc={rc}\n{out}\n{err}"
+    _check_interrupted(run_in_subprocess, code, f"{impl.name}:{kind}")
 
 
 # -- interpreter exit ----------------------------------------------------------
