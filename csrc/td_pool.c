@@ -437,7 +437,8 @@ static void *worker_main(void *opaque)
                 p->hooks.thread_idle(p->hooks.ctx);
             }
             if (spin) {
-                td_spin_while_equal(&p->nudges, seen, td_spin_limit_ns());
+                td_spin_while_equal(&p->nudges, seen,
+                                    td_spin_until(INT64_MAX));
             }
             pthread_mutex_lock(&p->mu);
             if (spin) {

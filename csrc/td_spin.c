@@ -39,25 +39,29 @@ int64_t td_spin_limit_ns(void)
     return limit_ns;
 }
 
-int td_spin_while_equal(const _Atomic unsigned *word, unsigned seen,
-                        int64_t max_ns)
+uint64_t td_spin_until(int64_t max_ns)
 {
     int64_t limit = td_spin_limit_ns();
     if (max_ns > limit) {
         max_ns = limit;
     }
-    if (max_ns <= 0) {
-        return atomic_load_explicit(word, memory_order_acquire) != seen;
-    }
-    uint64_t deadline = td_clock_now_ns() + (uint64_t)max_ns;
+    return max_ns > 0 ? td_clock_now_ns() + (uint64_t)max_ns : 0;
+}
+
+int td_spin_while_equal(const _Atomic unsigned *word, unsigned seen,
+                        uint64_t until_ns)
+{
     for (;;) {
         for (int i = 0; i < LOOKS_PER_CLOCK_READ; i++) {
             if (atomic_load_explicit(word, memory_order_acquire) != seen) {
                 return 1;
             }
+            if (until_ns == 0) {
+                return 0;   /* no spinning: one look */
+            }
             td_cpu_relax();
         }
-        if (td_clock_now_ns() >= deadline) {
+        if (td_clock_now_ns() >= until_ns) {
             return atomic_load_explicit(word, memory_order_acquire) != seen;
         }
     }

@@ -44,12 +44,19 @@ static inline void td_cpu_relax(void)
 }
 
 /*
- * Spins while *word == seen, for at most max_ns (capped at
- * td_spin_limit_ns()).  Returns 1 once *word differs, 0 when the time is
- * up.  Only a hint: the caller still checks its real condition under its
- * lock afterwards.
+ * When a spin that starts now may end: max_ns from now, capped at
+ * td_spin_limit_ns(), as a td_clock_now_ns() time; 0 when it may not spin
+ * at all (spinning off, or max_ns <= 0).
+ */
+uint64_t td_spin_until(int64_t max_ns);
+
+/*
+ * Spins while *word == seen, until until_ns (a td_spin_until() value; 0:
+ * just look once).  Returns 1 once *word differs, 0 when the time is up.
+ * Only a hint: the caller still checks its real condition under its lock
+ * afterwards.
  */
 int td_spin_while_equal(const _Atomic unsigned *word, unsigned seen,
-                        int64_t max_ns);
+                        uint64_t until_ns);
 
 #endif /* TD_SPIN_H */

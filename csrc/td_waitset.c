@@ -101,14 +101,10 @@ static inline int still(const _Atomic int *word, int value, int below)
 static int spin_for_wake(td_waitset *ws, const _Atomic int *word, int value,
                          int below, int64_t timeout_ns)
 {
-    int64_t budget = td_spin_limit_ns();
-    if (timeout_ns >= 0 && timeout_ns < budget) {
-        budget = timeout_ns;
-    }
-    if (budget <= 0) {
+    uint64_t until = td_spin_until(timeout_ns < 0 ? INT64_MAX : timeout_ns);
+    if (until == 0) {
         return 0;
     }
-    uint64_t until = td_clock_now_ns() + (uint64_t)budget;
     /* `seen` is read before the word: a waker that changes the word from
      * now on saw our count, so it bumps `wakes` after its store. */
     unsigned seen = atomic_load(&ws->wakes);
@@ -116,9 +112,7 @@ static int spin_for_wake(td_waitset *ws, const _Atomic int *word, int value,
         return 1;
     }
     for (;;) {
-        uint64_t now = td_clock_now_ns();
-        if (now >= until ||
-            !td_spin_while_equal(&ws->wakes, seen, (int64_t)(until - now))) {
+        if (!td_spin_while_equal(&ws->wakes, seen, until)) {
             return 0;
         }
         /* Another word's wake, or ours: read `seen` before the word

@@ -50,9 +50,10 @@ TEST(spin_bad_environment_keeps_default)
 TEST(spin_returns_at_once_when_changed)
 {
     _Atomic unsigned word = 5;
-    ASSERT_EQ(1, td_spin_while_equal(&word, 4, TD_SPIN_NS));
-    ASSERT_EQ(1, td_spin_while_equal(&word, 4, 0));
-    ASSERT_EQ(0, td_spin_while_equal(&word, 5, 0));   /* no time: a look */
+    ASSERT_EQ(1, td_spin_while_equal(&word, 4, td_spin_until(TD_SPIN_NS)));
+    ASSERT_EQ(1, td_spin_while_equal(&word, 4, td_spin_until(0)));
+    /* No time: one look. */
+    ASSERT_EQ(0, td_spin_while_equal(&word, 5, td_spin_until(0)));
 }
 
 TEST(spin_gives_up_after_its_bound)
@@ -60,7 +61,8 @@ TEST(spin_gives_up_after_its_bound)
     ASSERT_EQ(0, unsetenv("TASKDEMO_SPIN_US"));
     _Atomic unsigned word = 0;
     uint64_t t0 = harness_now_ns();
-    ASSERT_EQ(0, td_spin_while_equal(&word, 0, 1000000000));   /* 1 s */
+    /* 1 s asked for: */
+    ASSERT_EQ(0, td_spin_while_equal(&word, 0, td_spin_until(1000000000)));
     uint64_t took = harness_now_ns() - t0;
     /* Capped at the process bound (50 us), never below it; the upper
      * bound leaves room for a busy machine. */
@@ -68,7 +70,7 @@ TEST(spin_gives_up_after_its_bound)
     ASSERT_U64_LE(took, 500000000u);
     /* A shorter time asked for is kept. */
     t0 = harness_now_ns();
-    ASSERT_EQ(0, td_spin_while_equal(&word, 0, 10000));   /* 10 us */
+    ASSERT_EQ(0, td_spin_while_equal(&word, 0, td_spin_until(10000)));
     took = harness_now_ns() - t0;
     ASSERT_U64_GE(took, 10000u);
 }
@@ -79,7 +81,8 @@ TEST(spin_off_only_looks)
     ASSERT_EQ(0, td_spin_limit_ns());
     _Atomic unsigned word = 0;
     uint64_t t0 = harness_now_ns();
-    ASSERT_EQ(0, td_spin_while_equal(&word, 0, 1000000000));   /* 1 s */
+    /* 1 s asked for: */
+    ASSERT_EQ(0, td_spin_while_equal(&word, 0, td_spin_until(1000000000)));
     /* One look, not a second of spinning (50 ms: room for valgrind). */
     ASSERT_U64_LE(harness_now_ns() - t0, 50000000u);
 }
@@ -110,7 +113,8 @@ TEST(spin_sees_another_threads_store)
     pthread_t t;
     ASSERT_PT(pthread_create(&t, NULL, flip_later, &f));
     atomic_store(&f.ready, 1);
-    ASSERT_EQ(1, td_spin_while_equal(&f.word, 0, 1000000000));
+    ASSERT_EQ(1,
+              td_spin_while_equal(&f.word, 0, td_spin_until(1000000000)));
     ASSERT_PT(pthread_join(t, NULL));
 }
 
