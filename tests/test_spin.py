@@ -9,8 +9,6 @@ an idle pool uses (the spin must end).
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import textwrap
 import time
@@ -39,23 +37,26 @@ ROUND_TRIPS = textwrap.dedent("""
 """)
 
 
-def sleeps_per_round_trip(spin_us):
-    env = dict(os.environ)
-    env.pop("TASKDEMO_SPIN_US", None)
-    if spin_us is not None:
-        env["TASKDEMO_SPIN_US"] = str(spin_us)
-    out = subprocess.run([sys.executable, "-c", ROUND_TRIPS], env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    return float(out.stdout)
+def sleeps_per_round_trip(run_in_subprocess, monkeypatch, spin_us):
+    """The child's voluntary context switches per round trip, with
+    TASKDEMO_SPIN_US unset (None) or set (the child inherits it)."""
+    with monkeypatch.context() as env:
+        if spin_us is None:
+            env.delenv("TASKDEMO_SPIN_US", raising=False)
+        else:
+            env.setenv("TASKDEMO_SPIN_US", str(spin_us))
+        rc, out, err = run_in_subprocess(ROUND_TRIPS, timeout=60)
+    assert rc == 0, err
+    return float(out)
 
 
-def test_a_quick_round_trip_does_not_put_the_caller_to_sleep():
+def test_a_quick_round_trip_does_not_put_the_caller_to_sleep(
+        run_in_subprocess, monkeypatch):
     """submit(f).result() on an idle pool: the worker spins for the task
     and the caller for the result, so most round trips never sleep; with
     spinning off, each one does (about one context switch each)."""
-    spinning = sleeps_per_round_trip(None)
-    not_spinning = sleeps_per_round_trip(0)
+    spinning = sleeps_per_round_trip(run_in_subprocess, monkeypatch, None)
+    not_spinning = sleeps_per_round_trip(run_in_subprocess, monkeypatch, 0)
     assert spinning < 0.5, spinning
     assert not_spinning > 0.5, not_spinning
 
