@@ -9,7 +9,11 @@
  *
  * Workers start lazily: submit starts one only when no sleeping worker is
  * free to take the task and fewer than max_threads exist, as the stdlib's
- * ThreadPoolExecutor does.  A worker takes tasks until the ring is empty,
+ * ThreadPoolExecutor does.  The new worker is handed the oldest queued
+ * task (`first`) at once, under `mu`: that task is its own from then on,
+ * so a drain (a cancel) before the thread gets going spares it, as the
+ * stdlib's shutdown(cancel_futures=True) spares the task a thread it
+ * started is about to take.  A worker takes tasks until the ring is empty,
  * then runs the thread_idle hook, watches `nudges` for up to 50 us
  * (td_spin.h; every push bumps it) unless another worker already does,
  * and only then sleeps on `work_cv`.
@@ -68,6 +72,8 @@ typedef struct worker {
     int reaped;      /* protected by mu: joined, or claimed by a joiner */
     int lost;        /* protected by mu: vanished in fork(), not reported */
     task current;    /* protected by mu: the task it runs, fn NULL if none */
+    task first;      /* protected by mu: handed to it at spawn and not yet
+                        begun (counted in handed), fn NULL if none */
     long tid;        /* kernel thread id (Linux), written by the worker
                         before anything else, read after pthread_join */
 } worker;
@@ -97,6 +103,8 @@ struct td_pool {
     int spinning;         /* protected by mu: a worker spins for work (at
                              most one does) */
     unsigned running;     /* protected by mu: tasks being run */
+    unsigned handed;      /* protected by mu: tasks handed to workers that
+                             have not begun them (worker.first) */
     unsigned done_waiters;    /* protected by mu: sleepers on done_cv */
     unsigned joins_active;    /* protected by mu: joins still reaping */
     int shutdown;         /* protected by mu */
@@ -114,6 +122,7 @@ struct td_pool {
  * index.  Per thread, so it is not shared mutable state. */
 static _Thread_local const td_pool *current_pool;
 static _Thread_local unsigned current_index;
+static _Thread_local worker *current_worker;
 
 static int init_monotonic_cond(pthread_cond_t *cv)
 {
@@ -199,6 +208,7 @@ static void pool_fork_child(void *ctx)
     p->shutdown = 1;
     p->alive = survivor ? 1u : 0u;
     p->running = survivor && survivor->current.fn ? 1u : 0u;
+    p->handed = 0;   /* lost with their workers; reported with them */
     p->idle = 0;
     p->idle_unclaimed = 0;
     p->hooking = 0;
@@ -317,6 +327,49 @@ static td_task_record end_run(const td_task_record *open, unsigned items,
     return r;
 }
 
+/* Nothing queued, handed or running.  Called with mu held. */
+static int pool_is_done(const td_pool *p)
+{
+    return p->ring_count == 0 && p->handed == 0 && p->running == 0;
+}
+
+/* The next task for w: the one it was handed, else the queue's oldest.
+ * Returns 0 if there is none.  Called with mu held. */
+static int take_task(td_pool *p, worker *w, task *out)
+{
+    if (w->first.fn != NULL) {
+        *out = w->first;
+        w->first.fn = NULL;
+        p->handed--;
+        return 1;
+    }
+    if (p->ring_count == 0) {
+        return 0;
+    }
+    *out = p->ring[p->ring_head];
+    p->ring_head = (p->ring_head + 1) & (p->ring_cap - 1);
+    p->ring_count--;
+    return 1;
+}
+
+static int grow_ring(td_pool *p);
+
+/* Puts the task w was handed back at the head of the queue.  Only if even
+ * that allocation fails does w keep it (and run it: a task is never
+ * dropped).  Called with mu held; returns 1 if w still has it. */
+static int give_back_first(td_pool *p, worker *w)
+{
+    if (p->ring_count == p->ring_cap && grow_ring(p) != TD_OK) {
+        return 1;
+    }
+    p->ring_head = (p->ring_head + p->ring_cap - 1) & (p->ring_cap - 1);
+    p->ring[p->ring_head] = w->first;
+    p->ring_count++;
+    w->first.fn = NULL;
+    p->handed--;
+    return 0;
+}
+
 static void *worker_main(void *opaque)
 {
     worker *w = opaque;
@@ -326,6 +379,7 @@ static void *worker_main(void *opaque)
 #endif
     current_pool = p;
     current_index = w->index;
+    current_worker = w;
     set_thread_name(p, w->index);
 
     int rc = TD_OK;
@@ -346,11 +400,16 @@ static void *worker_main(void *opaque)
     uint64_t last_end = 0;
 
     pthread_mutex_lock(&p->mu);
+    if (rc != TD_OK && w->first.fn != NULL) {
+        /* It will never begin the task it was handed, and the hook did not
+         * drain it: back to the head of the queue, for the next worker. */
+        if (give_back_first(p, w)) {
+            rc = TD_OK;   /* out of memory: it runs the task after all */
+        }
+    }
     while (rc == TD_OK) {
-        if (p->ring_count > 0) {
-            task t = p->ring[p->ring_head];
-            p->ring_head = (p->ring_head + 1) & (p->ring_cap - 1);
-            p->ring_count--;
+        task t;
+        if (take_task(p, w, &t)) {
             p->running++;
             w->current = t;
             pthread_mutex_unlock(&p->mu);
@@ -401,7 +460,7 @@ static void *worker_main(void *opaque)
             w->current.fn = NULL;
             w->current.arg = NULL;
             p->running--;
-            if (p->running == 0 && p->ring_count == 0 && p->done_waiters) {
+            if (pool_is_done(p) && p->done_waiters) {
                 pthread_cond_broadcast(&p->done_cv);
             }
             continue;
@@ -612,7 +671,13 @@ int td_pool_submit_tagged(td_pool *p, td_task_fn fn, void *arg,
         p->hooking_unclaimed--;   /* it looks at the ring next: no signal */
     } else if (p->alive < p->max_threads) {
         rc = spawn_worker(p);
-        if (rc != TD_OK && p->alive > 0) {
+        if (rc == TD_OK) {
+            /* The new worker's task: the oldest queued (this one, unless
+             * busy workers left older ones queued). */
+            worker *w = p->workers[p->spawned - 1];
+            take_task(p, w, &w->first);
+            p->handed++;
+        } else if (p->alive > 0) {
             /* The workers that exist will run the task; a pool that
              * merely could not grow still works, as the stdlib's does. */
             rc = TD_OK;
@@ -640,11 +705,11 @@ int td_pool_wait(td_pool *p, int64_t timeout_ns)
     int rc = TD_OK;
     pthread_mutex_lock(&p->mu);
     p->done_waiters++;
-    while (p->ring_count > 0 || p->running > 0) {
+    while (!pool_is_done(p)) {
         if (timeout_ns == 0 ||
             cond_wait_until(&p->done_cv, p,
                             timeout_ns < 0 ? NULL : &deadline) == ETIMEDOUT) {
-            if (p->ring_count > 0 || p->running > 0) {
+            if (!pool_is_done(p)) {
                 rc = TD_ETIMEDOUT;
             }
             break;
@@ -678,23 +743,35 @@ size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx)
      * needs no memory and cannot fail; visit then runs without mu, free to
      * call back into the pool. */
     pthread_mutex_lock(&p->mu);
+    /* A worker draining from its own thread_start hook (it will not run
+     * tasks) drains the task it was handed too, first: it is the oldest.
+     * Tasks handed to other workers are theirs. */
+    task mine = {0};
+    if (current_pool == p && current_worker->first.fn != NULL) {
+        mine = current_worker->first;
+        current_worker->first.fn = NULL;
+        p->handed--;
+    }
     task *ring = p->ring;
     size_t cap = p->ring_cap, head = p->ring_head, n = p->ring_count;
     p->ring = NULL;
     p->ring_cap = 0;
     p->ring_head = 0;
     p->ring_count = 0;
-    if (p->running == 0 && p->done_waiters) {
+    if (pool_is_done(p) && p->done_waiters) {
         pthread_cond_broadcast(&p->done_cv);
     }
     pthread_mutex_unlock(&p->mu);
 
+    if (mine.fn != NULL && visit != NULL) {
+        visit(ctx, mine.fn, mine.arg);
+    }
     for (size_t i = 0; i < n && visit != NULL; i++) {
         task t = ring[(head + i) & (cap - 1)];
         visit(ctx, t.fn, t.arg);
     }
     td__free(ring);
-    return n;
+    return n + (mine.fn != NULL);
 }
 
 int td_pool_join(td_pool *p, int64_t timeout_ns)
@@ -839,7 +916,7 @@ void td_pool_get_stats(td_pool *p, td_pool_stats *out)
     out->threads = p->alive;
     out->idle = p->idle;
     out->running = p->running;
-    out->queued = p->ring_count;
+    out->queued = p->ring_count + p->handed;
     out->spawned = p->spawned;
     pthread_mutex_unlock(&p->mu);
 }
@@ -848,7 +925,21 @@ void td_pool_after_fork_child(td_pool *p, td_task_visit_fn visit, void *ctx)
 {
     /* pool_fork_child already made the pool usable; what is left is to
      * report the work that was lost with the parent's threads: first the
-     * queue, then the task each vanished worker was running. */
+     * tasks handed to workers that had not begun them (they were the
+     * oldest), then the queue, then the task each vanished worker was
+     * running. */
+    pthread_mutex_lock(&p->mu);
+    for (unsigned i = 0; i < p->spawned; i++) {
+        worker *w = p->workers[i];
+        task t = w->first;
+        w->first.fn = NULL;
+        if (w->lost && t.fn != NULL && visit != NULL) {
+            pthread_mutex_unlock(&p->mu);
+            visit(ctx, t.fn, t.arg);
+            pthread_mutex_lock(&p->mu);
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
     td_pool_drain(p, visit, ctx);
     pthread_mutex_lock(&p->mu);
     unsigned kept = 0;

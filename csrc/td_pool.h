@@ -36,9 +36,12 @@ typedef struct td_pool_hooks {
     void *ctx;
     /* First thing a worker runs; index counts workers in spawn order from
      * 0.  Returning anything but TD_OK makes the worker exit at once
-     * (thread_exit still runs).  Tasks queued then stay queued; if no
-     * worker is left to run them, the hook should td_pool_drain() them
-     * (td_pool_wait would wait for them, td_pool_destroy drops them). */
+     * (thread_exit still runs).  Tasks queued then stay queued, and the
+     * task this worker was handed (see td_pool_submit) goes back to the
+     * head of the queue; if no worker is left to run them, the hook should
+     * td_pool_drain() them (td_pool_wait would wait for them,
+     * td_pool_destroy drops them); a drain from this hook takes the
+     * handed task too. */
     int (*thread_start)(void *ctx, unsigned index);
     /* Run when the worker found the queue empty, before it spins for more
      * work and then sleeps. */
@@ -62,7 +65,8 @@ typedef struct td_pool_stats {
     unsigned threads;   /* workers started and not yet exited */
     unsigned idle;      /* workers asleep waiting for work */
     unsigned running;   /* tasks being run right now */
-    size_t queued;      /* tasks waiting for a worker */
+    size_t queued;      /* tasks not begun: queued, or handed to a
+                           worker that has not started them yet */
     unsigned spawned;   /* workers ever started */
 } td_pool_stats;
 
@@ -74,8 +78,12 @@ typedef struct td_pool_stats {
 int td_pool_create(td_pool **out, const td_pool_config *cfg);
 
 /*
- * Queues fn(arg) at the tail; with a timeline, stamps the time.  If no worker is asleep and fewer than
- * max_threads are running, starts one more.  Returns TD_OK, TD_EINVAL (fn
+ * Queues fn(arg) at the tail; with a timeline, stamps the time.  If no
+ * worker is asleep and fewer than max_threads are running, starts one
+ * more, and hands it the oldest queued task: that task is the new
+ * worker's from then on, and td_pool_drain (a cancel) no longer takes it,
+ * as the stdlib's pool cancels no task that a thread it started for it is
+ * about to take.  Returns TD_OK, TD_EINVAL (fn
  * NULL), TD_ESHUTDOWN (after td_pool_shutdown), TD_ENOMEM (queue growth
  * failed) or TD_EAGAIN (no worker exists and none could be started); on any
  * error the task was not queued.  Never blocks on tasks.
@@ -176,7 +184,9 @@ int td_pool_shutdown(td_pool *p);
  * after this starts), then calls visit(ctx, fn, arg) for each, in queue
  * order, without the lock, so visit may submit.  visit NULL just drops them.
  * Never allocates, so it cannot fail.  Returns how many were removed.
- * Used to cancel pending work; tasks already running are not affected.
+ * Used to cancel pending work; tasks already running are not affected,
+ * nor are tasks handed to a worker at its start (td_pool_submit), except
+ * the calling worker's own when called from its thread_start hook.
  */
 size_t td_pool_drain(td_pool *p, td_task_visit_fn visit, void *ctx);
 

@@ -129,6 +129,9 @@
     X(pool_hooks_copied_at_create)                                          \
     X(pool_hooks_partial)                                                   \
     X(pool_hook_start_failure)                                              \
+    X(pool_drain_spares_tasks_handed_to_new_workers)                        \
+    X(pool_failed_start_drains_its_handed_task_first)                       \
+    X(pool_fork_reports_tasks_handed_to_starting_workers)                   \
     X(pool_destroy_stranded_tasks)                                          \
     X(pool_thread_names)                                                    \
     X(pool_thread_names_default)                                            \

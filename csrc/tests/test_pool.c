@@ -1171,6 +1171,143 @@ TEST(pool_hook_start_failure)
     hook_rec_destroy(&r);
 }
 
+/* A thread_start hook that holds each new worker at a gate, as the
+ * binding's waits for the GIL do, and then, if told to, drains the queue
+ * and fails (as a failed initializer does). */
+typedef struct held_start {
+    td_pool *p;
+    gate g;
+    int drain_and_fail;
+    visit_log log;
+} held_start;
+
+static int held_start_hook(void *ctx, unsigned index)
+{
+    held_start *h = ctx;
+    (void)index;
+    gate_pass(&h->g);
+    if (h->drain_and_fail) {
+        td_pool_drain(h->p, log_visit, &h->log);
+        return TD_EAGAIN;
+    }
+    return TD_OK;
+}
+
+static const char handed_ids[5];
+
+TEST(pool_drain_spares_tasks_handed_to_new_workers)
+{
+    /* Submit starts a worker for a task and hands it that task: a drain
+     * (shutdown(cancel_futures=True)) before the worker gets going spares
+     * it, as the stdlib's pool spares the task its new thread takes. */
+    atomic_long n = 0;
+    held_start h;
+    td_pool_hooks hooks = {NULL, held_start_hook, NULL, NULL};
+    visit_log log;
+
+    memset(&h, 0, sizeof(h));
+    memset(&log, 0, sizeof(log));
+    gate_init(&h.g);
+    hooks.ctx = &h;
+    h.p = make_pool(2, NULL, &hooks);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_OK(td_pool_submit(h.p, count_task, &n));
+    }
+    gate_await(&h.g, 2);           /* both workers wait in thread_start */
+    ASSERT_EQ(5, get_stats(h.p).queued);   /* 2 handed + 3 queued */
+    ASSERT_OK(td_pool_shutdown(h.p));
+    ASSERT_EQ(3, td_pool_drain(h.p, log_visit, &log));
+    ASSERT_EQ(2, get_stats(h.p).queued);
+    ASSERT_RC(TD_ETIMEDOUT, td_pool_wait(h.p, 0));   /* handed: not done */
+    gate_open(&h.g);
+    ASSERT_OK(td_pool_wait(h.p, -1));
+    ASSERT_EQ(2, atomic_load(&n));
+    ASSERT_OK(td_pool_destroy(h.p));
+    gate_destroy(&h.g);
+}
+
+TEST(pool_failed_start_drains_its_handed_task_first)
+{
+    /* A worker whose thread_start fails and drains (the binding's failed
+     * initializer) reports the task it was handed, the oldest, first. */
+    held_start h;
+    td_pool_hooks hooks = {NULL, held_start_hook, NULL, NULL};
+
+    memset(&h, 0, sizeof(h));
+    gate_init(&h.g);
+    h.drain_and_fail = 1;
+    hooks.ctx = &h;
+    h.p = make_pool(1, NULL, &hooks);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(td_pool_submit(h.p, never_run_task,
+                                 (void *)&handed_ids[i]));
+    }
+    gate_open(&h.g);
+    ASSERT_OK(td_pool_wait(h.p, -1));
+    ASSERT_EQ(3, h.log.n);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_PTR_EQ(&handed_ids[i], h.log.arg[i]);
+    }
+    ASSERT_EQ(0, get_stats(h.p).queued);
+    ASSERT_OK(td_pool_destroy(h.p));
+    gate_destroy(&h.g);
+}
+
+static void noop_task(void *arg)
+{
+    (void)arg;
+}
+
+static int fork_handed_child(td_pool *p)
+{
+    visit_log log;
+    memset(&log, 0, sizeof(log));
+    td_pool_after_fork_child(p, log_visit, &log);
+    /* The handed task (the oldest) first, then the queued ones. */
+    ASSERT_EQ(3, log.n);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_PTR_EQ(&handed_ids[i], log.arg[i]);
+    }
+    ASSERT_EQ(0, get_stats(p).queued);
+    ASSERT_OK(td_pool_destroy(p));
+    return 0;
+}
+
+TEST(pool_fork_reports_tasks_handed_to_starting_workers)
+{
+    /* A worker still in thread_start at fork() vanishes in the child with
+     * the task it was handed: after_fork_child reports that task too. */
+    held_start h;
+    td_pool_hooks hooks = {NULL, held_start_hook, NULL, NULL};
+    pid_t pid;
+    int status;
+
+    memset(&h, 0, sizeof(h));
+    gate_init(&h.g);
+    hooks.ctx = &h;
+    h.p = make_pool(1, NULL, &hooks);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_OK(td_pool_submit(h.p, noop_task, (void *)&handed_ids[i]));
+    }
+    gate_await(&h.g, 1);
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    if (pid == 0) {
+        exit(fork_handed_child(h.p));
+    }
+    ASSERT_GE(pid, 0);
+    ASSERT_EQ(pid, waitpid(pid, &status, 0));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        HARNESS_FAIL("forked child failed: status %d", status);
+    }
+    gate_open(&h.g);   /* the parent's pool runs all three */
+    ASSERT_OK(td_pool_wait(h.p, -1));
+    ASSERT_EQ(0, get_stats(h.p).queued);
+    ASSERT_OK(td_pool_destroy(h.p));
+    gate_destroy(&h.g);
+}
+
 TEST(pool_destroy_stranded_tasks)
 {
     /* Every thread_start fails, so a queued task has no worker left to run
