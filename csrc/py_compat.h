@@ -1,6 +1,6 @@
 /*
- * py_compat.h - the few C-API pieces that differ between CPython 3.9 and
- * 3.13, in one place so the binding reads the same on every version.
+ * py_compat.h - the few C-API pieces that differ between CPython 3.10 and
+ * 3.15, in one place so the binding reads the same on every version.
  */
 #ifndef TD_PY_COMPAT_H
 #define TD_PY_COMPAT_H
@@ -21,26 +21,22 @@
 #define TD_TPFLAGS_NO_INSTANCES 0
 #endif
 
-#if PY_VERSION_HEX < 0x030A00F0
-static inline PyObject *Py_NewRef(PyObject *o)
+#if PY_VERSION_HEX < 0x030D0000
+/* 3.13's: *result is a new reference, or NULL (return 0) when the
+ * attribute does not exist; -1 with an exception for any other error. */
+static inline int PyObject_GetOptionalAttrString(PyObject *obj,
+                                                 const char *name,
+                                                 PyObject **result)
 {
-    Py_INCREF(o);
-    return o;
-}
-static inline PyObject *Py_XNewRef(PyObject *o)
-{
-    Py_XINCREF(o);
-    return o;
-}
-static inline int PyModule_AddObjectRef(PyObject *m, const char *name,
-                                        PyObject *value)
-{
-    Py_INCREF(value);
-    if (PyModule_AddObject(m, name, value) < 0) {
-        Py_DECREF(value);
-        return -1;
+    *result = PyObject_GetAttrString(obj, name);
+    if (*result != NULL) {
+        return 1;
     }
-    return 0;
+    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
+        PyErr_Clear();
+        return 0;
+    }
+    return -1;
 }
 #endif
 

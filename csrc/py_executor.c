@@ -21,6 +21,8 @@
  */
 #include "py_module.h"
 
+#include <time.h>
+
 #include "td_clock.h"
 
 #define SLICE_NS (50 * 1000 * 1000)
@@ -42,6 +44,13 @@ struct py_pool {
     PyObject *initargs;      /* tuple */
     PyObject *prefix;        /* str: threads are named {prefix}_{i} */
     PyObject *broken;        /* str, once an initializer failed */
+    PyObject *broken_type;   /* the executor class's BROKEN (3.14+; else
+                                BrokenThreadPool): what a broken pool
+                                raises and fails its futures with */
+    PyObject *live_threads;  /* set: the threading.Thread stand-ins of
+                                workers that started and have not exited
+                                (executor._threads) */
+    unsigned started;        /* workers that ran worker_start */
     unsigned max_workers;
     size_t timeline_size;    /* records the core keeps; 0: none */
     PyObject *labels;        /* list of str: timeline tag -> label */
@@ -114,8 +123,7 @@ static void fail_with_broken(void *ctx, td_task_fn fn, void *arg)
         py_map_runner_dropped(arg);   /* its job was failed already */
         return;
     }
-    PyObject *exc = PyObject_CallOneArg(pp->st->BrokenThreadPool,
-                                        pp->broken);
+    PyObject *exc = PyObject_CallOneArg(pp->broken_type, pp->broken);
     if (exc == NULL) {
         exc = td_fetch_exception();
     }
@@ -159,8 +167,7 @@ static void initializer_failed(py_pool *pp, PyObject *exc)
     }
     /* Map items not started fail as the queued futures do, even those of
      * jobs whose runners all run already. */
-    PyObject *broken = PyObject_CallOneArg(pp->st->BrokenThreadPool,
-                                           pp->broken);
+    PyObject *broken = PyObject_CallOneArg(pp->broken_type, pp->broken);
     if (broken == NULL) {
         broken = td_fetch_exception();
     }
@@ -186,10 +193,19 @@ static int worker_start(void *ctx, unsigned index)
         }
         if (tls.thread == NULL) {
             PyErr_WriteUnraisable(st->register_worker);
+        } else if (PySet_Add(pp->live_threads, tls.thread) < 0) {
+            PyErr_WriteUnraisable(pp->live_threads);
         }
     }
-    if (pp->initializer == NULL || pp->broken != NULL) {
-        return pp->broken != NULL ? TD_ESHUTDOWN : TD_OK;
+    pp->started++;
+    if (pp->broken != NULL) {
+        /* Another worker's initializer failed while this one started: it
+         * takes no tasks, and fails the one it was handed (td_pool.h). */
+        td_pool_drain(pp->core, fail_with_broken, pp);
+        return TD_ESHUTDOWN;
+    }
+    if (pp->initializer == NULL) {
+        return TD_OK;
     }
     PyObject *init = Py_NewRef(pp->initializer);
     PyObject *initargs = Py_NewRef(pp->initargs);
@@ -218,6 +234,9 @@ static void worker_exit(void *ctx)
     py_pool *pp = ctx;
     take_gil();
     if (tls.thread != NULL) {
+        if (PySet_Discard(pp->live_threads, tls.thread) < 0) {
+            PyErr_WriteUnraisable(pp->live_threads);
+        }
         PyObject *r = PyObject_CallOneArg(pp->st->unregister_worker,
                                           tls.thread);
         if (r == NULL) {
@@ -338,6 +357,8 @@ static void pool_free(py_pool *pp)
     Py_CLEAR(pp->initargs);
     Py_CLEAR(pp->prefix);
     Py_CLEAR(pp->broken);
+    Py_CLEAR(pp->live_threads);
+    Py_CLEAR(pp->broken_type);
     Py_CLEAR(pp->labels);
     Py_CLEAR(pp->label_tags);
     PyMem_Free(pp);
@@ -504,6 +525,12 @@ PyObject *py_executors_after_fork_child(PyObject *module, PyObject *unused)
         pp->forked = 1;
         pp->shutdown = 1;
         td_pool_after_fork_child(pp->core, collect_lost, &lost);
+        /* Only the worker that forked, if any, exists in the child. */
+        PySet_Clear(pp->live_threads);
+        if (td_pool_is_worker(pp->core) && tls.thread != NULL &&
+            PySet_Add(pp->live_threads, tls.thread) < 0) {
+            PyErr_WriteUnraisable(pp->live_threads);
+        }
     }
     int jobs = 0;
     for (py_pool *pp = st->pools; pp != NULL; pp = pp->next) {
@@ -572,6 +599,30 @@ static int default_max_workers(unsigned *out)
         return -1;
     }
     *out = (unsigned)(cpus + 4 < 32 ? cpus + 4 : 32);
+    return 0;
+}
+
+/* The exception class a broken pool raises: the class attribute BROKEN
+ * (CPython 3.14 added it to ThreadPoolExecutor, for subclasses to
+ * override), else BrokenThreadPool. */
+static int broken_type_of(PyObject *self, py_state *st, PyObject **out)
+{
+    PyObject *type = NULL;
+    if (PyObject_GetOptionalAttrString((PyObject *)Py_TYPE(self), "BROKEN",
+                                       &type) < 0) {
+        return -1;
+    }
+    if (type == NULL) {
+        type = Py_NewRef(st->BrokenThreadPool);
+    }
+    if (!PyExceptionClass_Check(type)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%.100s.BROKEN must be an exception class, not %.100s",
+                     Py_TYPE(self)->tp_name, Py_TYPE(type)->tp_name);
+        Py_DECREF(type);
+        return -1;
+    }
+    *out = type;
     return 0;
 }
 
@@ -675,6 +726,10 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
     pp->timeline_size = ntimeline;
     pp->labels = Py_BuildValue("[s]", "?");
     pp->label_tags = PyDict_New();
+    pp->live_threads = PySet_New(NULL);
+    if (broken_type_of((PyObject *)self, st, &pp->broken_type) < 0) {
+        goto fail;
+    }
     if (prefix != NULL && PyUnicode_GET_LENGTH(prefix) > 0) {
         pp->prefix = Py_NewRef(prefix);
     } else {
@@ -687,7 +742,7 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
     const char *prefix_utf8 = pp->prefix ? PyUnicode_AsUTF8(pp->prefix)
                                          : NULL;
     if (prefix_utf8 == NULL || pp->initargs == NULL || pp->labels == NULL ||
-        pp->label_tags == NULL) {
+        pp->label_tags == NULL || pp->live_threads == NULL) {
         goto fail;
     }
     td_pool_hooks hooks = worker_hooks_template;
@@ -712,6 +767,8 @@ static int executor_init(PyObject *op, PyObject *args, PyObject *kwargs)
 fail:
     Py_CLEAR(pp->labels);
     Py_CLEAR(pp->label_tags);
+    Py_CLEAR(pp->live_threads);
+    Py_CLEAR(pp->broken_type);
     Py_CLEAR(pp->prefix);
     Py_CLEAR(pp->initializer);
     Py_CLEAR(pp->initargs);
@@ -815,7 +872,7 @@ int py_pool_check_open(py_pool *pp)
 {
     py_state *st = pp->st;
     if (pp->broken != NULL) {
-        PyErr_SetObject(st->BrokenThreadPool, pp->broken);
+        PyErr_SetObject(pp->broken_type, pp->broken);
         return -1;
     }
     if (pp->forked) {
@@ -1062,6 +1119,46 @@ static PyObject *executor_timeline_raw(PyObject *op, PyObject *unused)
     return Py_BuildValue("(NK)", list, (unsigned long long)dropped);
 }
 
+PyDoc_STRVAR(worker_threads_doc,
+"_worker_threads()\n--\n\n"
+"The set of the workers' threading.Thread objects, kept up to date by the\n"
+"workers (it is executor._threads' data).  Waits first, with the GIL\n"
+"released, until every worker the pool started has registered, so that a\n"
+"worker started by a submit is in it as soon as the submit returned.");
+
+/* A submit that starts a worker returns before the worker has run
+ * worker_start (which needs the GIL, held by the caller), so its Thread
+ * object is not in live_threads yet: let the new workers in first.  A
+ * worker registers within microseconds of getting the GIL, so this is
+ * bounded by WORKER_REGISTER_NS only against the unforeseen. */
+#define WORKER_REGISTER_NS (5LL * 1000 * 1000 * 1000)
+
+static PyObject *executor_worker_threads(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    py_pool *pp = live_pool((executor_object *)op);
+    if (pp == NULL) {
+        return NULL;
+    }
+    uint64_t start = td_clock_now_ns();
+    for (;;) {
+        td_pool_stats stats;
+        td_pool_get_stats(pp->core, &stats);
+        if (pp->forked || pp->started >= stats.spawned ||
+            td_clock_now_ns() - start > WORKER_REGISTER_NS) {
+            break;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec pause = {0, 20 * 1000};
+        nanosleep(&pause, NULL);
+        Py_END_ALLOW_THREADS
+        if (PyErr_CheckSignals() < 0) {
+            return NULL;
+        }
+    }
+    return Py_NewRef(pp->live_threads);
+}
+
 static PyObject *executor_get_max_workers(PyObject *op, void *closure)
 {
     (void)closure;
@@ -1141,6 +1238,8 @@ static PyMethodDef executor_methods[] = {
     {"shutdown", (PyCFunction)(void (*)(void))executor_shutdown,
      METH_VARARGS | METH_KEYWORDS, shutdown_doc},
     {"_timeline_raw", executor_timeline_raw, METH_NOARGS, timeline_raw_doc},
+    {"_worker_threads", executor_worker_threads, METH_NOARGS,
+     worker_threads_doc},
     {"_stats", executor_stats, METH_NOARGS,
      "_stats()\n--\n\nCounters of the C pool: threads, idle, running, "
      "queued, spawned."},

@@ -1,11 +1,53 @@
 """taskdemo.ThreadPoolExecutor: the C pool behind the stdlib's interface."""
+import collections.abc
 import concurrent.futures
-from typing import TYPE_CHECKING
+import concurrent.futures.thread
+import threading
+import weakref
+from typing import TYPE_CHECKING, Iterator, Set, Tuple
 
 from ._taskdemo import ExecutorBase
 
 if TYPE_CHECKING:
     from .timeline import Timeline
+
+
+class _WorkerThreads(collections.abc.Set):
+    """``executor._threads``: the pool's workers as ``threading.Thread``s.
+
+    The stdlib's pool keeps a set of its threads there, and code in the
+    wild (and CPython's tests) reads it: ``len()``, iterates, ``join()``s.
+    This is a read-only, live view of the workers that exist now: a worker
+    that a ``submit`` started is in it when the submit returns, and it is
+    empty once ``shutdown(wait=True)`` returned (the stdlib's keeps exited
+    threads).  It holds the executor weakly, so keeping it does not keep
+    the pool alive; it goes on showing the workers that finish the
+    executor's queue after the executor is gone.
+    """
+
+    __slots__ = ("_executor", "_live")
+
+    def __init__(self, executor: "ThreadPoolExecutor") -> None:
+        self._executor = weakref.ref(executor)
+        self._live: Set[threading.Thread] = executor._worker_threads()
+
+    def _snapshot(self) -> Tuple[threading.Thread, ...]:
+        executor = self._executor()
+        if executor is not None:
+            executor._worker_threads()   # lets just-started workers in
+        return tuple(self._live)
+
+    def __iter__(self) -> Iterator[threading.Thread]:
+        return iter(self._snapshot())
+
+    def __len__(self) -> int:
+        return len(self._snapshot())
+
+    def __contains__(self, thread: object) -> bool:
+        return thread in self._snapshot()
+
+    def __repr__(self) -> str:
+        return f"<taskdemo worker threads {set(self._snapshot())!r}>"
 
 
 class ThreadPoolExecutor(ExecutorBase,
@@ -37,6 +79,28 @@ class ThreadPoolExecutor(ExecutorBase,
     refuses work with ``RuntimeError`` and fails the futures it held,
     without running their callbacks.
     """
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # 3.14's worker contexts (prepare_context, which
+        # InterpreterPoolExecutor overrides to run each worker in its own
+        # interpreter) wrap every task in Python code on the worker; the C
+        # workers run tasks themselves, so a subclass that relies on them
+        # would silently run its tasks unwrapped.  Refuse it up front.
+        super().__init_subclass__(**kwargs)
+        stdlib = getattr(concurrent.futures.thread.ThreadPoolExecutor,
+                         "prepare_context", None)
+        if stdlib is not None and getattr(
+                cls.prepare_context, "__func__", None) is not stdlib.__func__:
+            raise TypeError(
+                f"{cls.__qualname__} overrides prepare_context(), which "
+                "taskdemo.ThreadPoolExecutor does not support (its C "
+                "workers run tasks without a Python worker context); "
+                "subclass concurrent.futures.ThreadPoolExecutor instead")
+
+    @property
+    def _threads(self) -> _WorkerThreads:
+        """The workers as threading.Thread objects (see _WorkerThreads)."""
+        return _WorkerThreads(self)
 
     def timeline(self) -> "Timeline":
         """Return what this pool ran, when and on which worker.

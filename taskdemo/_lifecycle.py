@@ -17,22 +17,38 @@ import threading
 from . import _taskdemo
 
 
-class _WorkerThread(threading._DummyThread):
-    """threading's view of a taskdemo worker (a pthread started in C)."""
+class _WorkerThread(threading._DummyThread):  # type: ignore[misc,name-defined]
+    """threading's view of a taskdemo worker (a pthread started in C).
+
+    Made by the worker itself when it starts (a dummy thread takes the
+    identity of the thread that makes it).  Unlike other dummy threads it
+    can be joined: ``join()`` returns once the worker has left Python for
+    good, as ``executor._threads`` users (CPython's own tests) expect.
+    """
 
     def __init__(self, name: str) -> None:
         super().__init__()
         self.name = name
+        self._exited = threading.Event()
+
+    def is_alive(self) -> bool:
+        return not self._exited.is_set()
+
+    def join(self, timeout: "float | None" = None) -> None:
+        if self is threading.current_thread():
+            raise RuntimeError("cannot join current thread")
+        self._exited.wait(timeout)
 
 
 def _register_worker(name: str) -> threading.Thread:
     return _WorkerThread(name)
 
 
-def _unregister_worker(thread: threading.Thread) -> None:
+def _unregister_worker(thread: _WorkerThread) -> None:
     with threading._active_limbo_lock:  # type: ignore[attr-defined]
         if threading._active.get(thread.ident) is thread:  # type: ignore
             del threading._active[thread.ident]  # type: ignore
+    thread._exited.set()
 
 
 _installed = False

@@ -442,3 +442,164 @@ def test_context_manager_does_not_swallow_exceptions(impl):
         with impl.Executor(max_workers=1) as pool:
             pool.submit(abs, 1)
             1 / 0
+
+
+# -- what code in the wild reads: _threads, _max_workers ---------------------
+
+
+def test_threads_lists_a_worker_as_soon_as_submit_started_it(impl, pools):
+    """CPython's test_threads_terminate and test_saturation read
+    ``len(executor._threads)`` right after the submits that started the
+    workers; taskdemo's workers register from their own thread, so
+    ``_threads`` lets them in before it answers."""
+    pool = pools.new(max_workers=4)
+    gate = pools.event()
+    for _ in range(3):
+        pool.submit(gate.wait, WAIT)
+    assert len(pool._threads) == 3
+    names = sorted(t.name for t in pool._threads)
+    prefix = pool._thread_name_prefix
+    assert names == [f"{prefix}_{i}" for i in range(3)]
+    assert all(isinstance(t, threading.Thread) for t in pool._threads)
+    for _ in range(20):
+        pool.submit(gate.wait, WAIT)
+    assert len(pool._threads) == 4   # never more than max_workers
+    gate.set()
+    pool.shutdown(wait=True)
+    for t in pool._threads:
+        t.join(WAIT)
+        assert not t.is_alive()
+    if impl.is_taskdemo:
+        # Deliberate: a live view, empty once shutdown(wait=True) returned
+        # (the stdlib's set keeps the exited threads).
+        assert len(pool._threads) == 0
+
+
+def test_threads_are_joinable_after_the_executor_is_dropped(impl):
+    """CPython's test_del_shutdown: keep ``_threads``, drop the executor,
+    join every thread; the queued work still ran."""
+    import gc
+
+    pool = impl.Executor(max_workers=5)
+    res = pool.map(abs, range(-5, 5))
+    threads = pool._threads
+    workers = list(threads)
+    assert workers
+    del pool
+    gc.collect()
+    for t in workers:
+        t.join(WAIT)
+        assert not t.is_alive()
+    assert list(res) == [abs(v) for v in range(-5, 5)]
+    if impl.is_taskdemo:
+        assert len(threads) == 0
+
+
+def test_threads_join_from_the_worker_itself_is_refused(impl, pools):
+    pool = pools.new(max_workers=1)
+
+    def join_self():
+        with pytest.raises(RuntimeError):
+            threading.current_thread().join(0)
+
+    pool.submit(join_self).result(timeout=WAIT)
+    assert threading.current_thread() not in pool._threads
+
+
+def test_max_workers_attribute_is_the_int(impl, pools):
+    assert pools.new(max_workers=7)._max_workers == 7
+    assert pools.new()._max_workers == _expected_default_workers()
+
+
+def test_shutdown_cancel_futures_spares_tasks_a_new_worker_took(impl):
+    """CPython's test_cancel_futures: 50 sleeps on 5 workers, then
+    shutdown(cancel_futures=True).  The tasks the 5 workers were started
+    for run (the stdlib's new threads take them); the rest are cancelled.
+    taskdemo hands each new worker its task at the submit that starts it,
+    so exactly 5 run even though no worker had the GIL yet."""
+    import time
+
+    pool = impl.Executor(max_workers=5)
+    fs = [pool.submit(time.sleep, 0.01) for _ in range(50)]
+    pool.shutdown(cancel_futures=True)
+    cancelled = [f for f in fs if f.cancelled()]
+    others = [f for f in fs if not f.cancelled()]
+    assert len(cancelled) > 20
+    assert others
+    for f in others:
+        assert f.done() and f.exception() is None
+    if impl.is_taskdemo:
+        assert fs[:5] == others   # the oldest five, one per new worker
+
+
+# -- 3.14's class attributes: BROKEN, prepare_context ------------------------
+
+
+def test_broken_pool_raises_the_class_broken(impl, caplog):
+    """3.14 made the broken-pool error a class attribute, BROKEN, for
+    subclasses to override; taskdemo honours it on every version."""
+
+    class MyBroken(BrokenThreadPool):
+        pass
+
+    class Pool(impl.Executor):
+        BROKEN = MyBroken
+
+    if not hasattr(cf.ThreadPoolExecutor, "BROKEN") and not impl.is_taskdemo:
+        pytest.skip("this stdlib has no ThreadPoolExecutor.BROKEN")
+
+    def fail():
+        raise ValueError("no")
+
+    pool = Pool(max_workers=1, initializer=fail)
+    try:
+        f = pool.submit(abs, 1)
+        with pytest.raises(MyBroken):
+            f.result(timeout=WAIT)
+        with pytest.raises(MyBroken):
+            pool.submit(abs, 1)
+    finally:
+        pool.shutdown(wait=True)
+
+
+def test_broken_must_be_an_exception_class(taskdemo):
+    class Pool(taskdemo.ThreadPoolExecutor):
+        BROKEN = "not a class"
+
+    with pytest.raises(TypeError, match="BROKEN must be an exception class"):
+        Pool(max_workers=1)
+
+
+@pytest.mark.skipif(not hasattr(cf.ThreadPoolExecutor, "prepare_context"),
+                    reason="prepare_context is new in CPython 3.14")
+def test_overriding_prepare_context_is_refused_clearly(taskdemo):
+    """A subclass that overrides 3.14's prepare_context (as
+    InterpreterPoolExecutor does) expects its worker context to wrap every
+    task; taskdemo's C workers would not, so the class is refused."""
+    with pytest.raises(TypeError, match="prepare_context"):
+        class Pool(taskdemo.ThreadPoolExecutor):
+            @classmethod
+            def prepare_context(cls, initializer, initargs):
+                return super().prepare_context(initializer, initargs)
+
+    class Mixin:
+        @classmethod
+        def prepare_context(cls, initializer, initargs):
+            raise AssertionError("never called")
+
+    with pytest.raises(TypeError, match="prepare_context"):
+        class Mixed(Mixin, taskdemo.ThreadPoolExecutor):
+            pass
+
+    class Plain(taskdemo.ThreadPoolExecutor):   # no override: fine
+        pass
+
+    with Plain(max_workers=1) as pool:
+        assert pool.submit(abs, -1).result(timeout=WAIT) == 1
+
+
+def test_unknown_keyword_is_type_error(impl):
+    """3.14 passes unknown keywords to prepare_context(), which rejects
+    them; before, __init__ did.  TypeError either way."""
+    with pytest.raises(TypeError):
+        impl.Executor(max_workers=1, no_such_option=1)
