@@ -585,6 +585,11 @@ static PyModuleDef_Slot module_slots[] = {
     /* Workers use PyGILState_*, which subinterpreters do not support. */
     {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
 #endif
+#ifdef Py_mod_gil
+    /* Said outright (it is also the default): the binding still relies on
+     * the GIL, so a free-threaded build turns it on for this module. */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL},
 };
 

@@ -925,6 +925,32 @@ py_map_job **py_pool_map_jobs(py_pool *pp)
     return &pp->map_jobs;
 }
 
+/* How long a submit waits for the workers it started to register, at
+ * most: they need only the GIL, so this bounds the unforeseen. */
+#define WORKER_REGISTER_NS (5LL * 1000 * 1000 * 1000)
+
+/* A submit that started a worker waits, with the GIL released, until the
+ * worker has registered with threading (worker_start), as the stdlib's
+ * Thread.start() waits for its thread: threading.active_count(),
+ * enumerate() and executor._threads then count it when submit returns.
+ * Only submits that start a worker wait, at most max_workers per pool;
+ * the check costs one atomic load.  No signal check here: the task is
+ * queued already, and the signal is handled at the next opportunity. */
+static void await_new_workers(py_pool *pp)
+{
+    if (pp->started >= td_pool_spawned(pp->core)) {
+        return;
+    }
+    uint64_t start = td_clock_now_ns();
+    while (!pp->forked && pp->started < td_pool_spawned(pp->core) &&
+           td_clock_now_ns() - start < WORKER_REGISTER_NS) {
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec pause = {0, 10 * 1000};
+        nanosleep(&pause, NULL);
+        Py_END_ALLOW_THREADS
+    }
+}
+
 int py_pool_submit_runner(py_pool *pp, PyObject *job)
 {
     Py_INCREF(job);   /* the queue's reference, dropped by run_map_task */
@@ -932,6 +958,8 @@ int py_pool_submit_runner(py_pool *pp, PyObject *job)
                                    TD_POOL_TAG_UNRECORDED);
     if (rc != TD_OK) {
         Py_DECREF(job);
+    } else {
+        await_new_workers(pp);
     }
     return rc;
 }
@@ -1004,6 +1032,7 @@ static PyObject *executor_submit(PyObject *op, PyObject *const *args,
         Py_DECREF(future);
         return py_raise(st, rc);
     }
+    await_new_workers(pp);
     return future;
 }
 
@@ -1122,41 +1151,13 @@ static PyObject *executor_timeline_raw(PyObject *op, PyObject *unused)
 PyDoc_STRVAR(worker_threads_doc,
 "_worker_threads()\n--\n\n"
 "The set of the workers' threading.Thread objects, kept up to date by the\n"
-"workers (it is executor._threads' data).  Waits first, with the GIL\n"
-"released, until every worker the pool started has registered, so that a\n"
-"worker started by a submit is in it as soon as the submit returned.");
-
-/* A submit that starts a worker returns before the worker has run
- * worker_start (which needs the GIL, held by the caller), so its Thread
- * object is not in live_threads yet: let the new workers in first.  A
- * worker registers within microseconds of getting the GIL, so this is
- * bounded by WORKER_REGISTER_NS only against the unforeseen. */
-#define WORKER_REGISTER_NS (5LL * 1000 * 1000 * 1000)
+"workers: executor._threads' data.");
 
 static PyObject *executor_worker_threads(PyObject *op, PyObject *unused)
 {
     (void)unused;
     py_pool *pp = live_pool((executor_object *)op);
-    if (pp == NULL) {
-        return NULL;
-    }
-    uint64_t start = td_clock_now_ns();
-    for (;;) {
-        td_pool_stats stats;
-        td_pool_get_stats(pp->core, &stats);
-        if (pp->forked || pp->started >= stats.spawned ||
-            td_clock_now_ns() - start > WORKER_REGISTER_NS) {
-            break;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        struct timespec pause = {0, 20 * 1000};
-        nanosleep(&pause, NULL);
-        Py_END_ALLOW_THREADS
-        if (PyErr_CheckSignals() < 0) {
-            return NULL;
-        }
-    }
-    return Py_NewRef(pp->live_threads);
+    return pp ? Py_NewRef(pp->live_threads) : NULL;
 }
 
 static PyObject *executor_get_max_workers(PyObject *op, void *closure)

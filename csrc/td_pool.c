@@ -91,6 +91,8 @@ struct td_pool {
     worker **workers;     /* protected by mu; entries stable once made */
     unsigned workers_cap; /* protected by mu */
     unsigned spawned;     /* protected by mu: entries used in workers */
+    _Atomic unsigned spawned_total;   /* workers ever started, written
+                                         under mu, read without it */
     unsigned alive;       /* protected by mu: started and not exited */
     unsigned idle;        /* protected by mu: asleep on work_cv */
     unsigned idle_unclaimed;  /* protected by mu: idle, no task promised */
@@ -229,6 +231,7 @@ int td_pool_create(td_pool **out, const td_pool_config *cfg)
     }
     memset(p, 0, sizeof(*p));
     atomic_init(&p->nudges, 0);
+    atomic_init(&p->spawned_total, 0);
     p->ring = td__malloc(MIN_RING * sizeof(task));
     if (p->ring == NULL) {
         goto fail_pool;
@@ -602,6 +605,10 @@ static int spawn_worker(td_pool *p)
     }
     p->workers[p->spawned++] = w;
     p->alive++;
+    atomic_store_explicit(&p->spawned_total,
+                          atomic_load_explicit(&p->spawned_total,
+                                               memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     return TD_OK;
 }
 
@@ -900,6 +907,11 @@ int td_pool_timeline_add_run(td_pool *p, uint64_t submit, uint64_t start,
     td_timeline_push(&p->timeline, &r);
     pthread_mutex_unlock(&p->mu);
     return TD_OK;
+}
+
+unsigned td_pool_spawned(td_pool *p)
+{
+    return atomic_load_explicit(&p->spawned_total, memory_order_relaxed);
 }
 
 int td_pool_is_worker(const td_pool *p)

@@ -208,6 +208,10 @@ int td_pool_join(td_pool *p, int64_t timeout_ns);
  */
 int td_pool_destroy(td_pool *p);
 
+/* How many workers p has ever started (stats.spawned, without the lock:
+ * one relaxed atomic load, cheap enough to check after every submit). */
+unsigned td_pool_spawned(td_pool *p);
+
 /* Non-zero when the calling thread is one of p's workers. */
 int td_pool_is_worker(const td_pool *p);
 

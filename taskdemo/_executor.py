@@ -1,10 +1,8 @@
 """taskdemo.ThreadPoolExecutor: the C pool behind the stdlib's interface."""
-import collections.abc
 import concurrent.futures
 import concurrent.futures.thread
 import threading
-import weakref
-from typing import TYPE_CHECKING, Iterator, Set, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Iterator, Set, Tuple
 
 from ._taskdemo import ExecutorBase
 
@@ -12,29 +10,26 @@ if TYPE_CHECKING:
     from .timeline import Timeline
 
 
-class _WorkerThreads(collections.abc.Set):
+class _WorkerThreads(AbstractSet[threading.Thread]):
     """``executor._threads``: the pool's workers as ``threading.Thread``s.
 
     The stdlib's pool keeps a set of its threads there, and code in the
     wild (and CPython's tests) reads it: ``len()``, iterates, ``join()``s.
     This is a read-only, live view of the workers that exist now: a worker
-    that a ``submit`` started is in it when the submit returns, and it is
-    empty once ``shutdown(wait=True)`` returned (the stdlib's keeps exited
-    threads).  It holds the executor weakly, so keeping it does not keep
-    the pool alive; it goes on showing the workers that finish the
-    executor's queue after the executor is gone.
+    that a ``submit`` started is in it when the submit returns (submit
+    waits for it to register, as the stdlib's ``Thread.start()`` does), and
+    it is empty once ``shutdown(wait=True)`` returned (the stdlib's keeps
+    exited threads).  It refers to the workers' set, not to the executor,
+    so keeping it does not keep the pool alive; it goes on showing the
+    workers that finish the executor's queue after the executor is gone.
     """
 
-    __slots__ = ("_executor", "_live")
+    __slots__ = ("_live",)
 
     def __init__(self, executor: "ThreadPoolExecutor") -> None:
-        self._executor = weakref.ref(executor)
         self._live: Set[threading.Thread] = executor._worker_threads()
 
     def _snapshot(self) -> Tuple[threading.Thread, ...]:
-        executor = self._executor()
-        if executor is not None:
-            executor._worker_threads()   # lets just-started workers in
         return tuple(self._live)
 
     def __iter__(self) -> Iterator[threading.Thread]:
@@ -89,16 +84,19 @@ class ThreadPoolExecutor(ExecutorBase,
         super().__init_subclass__(**kwargs)
         stdlib = getattr(concurrent.futures.thread.ThreadPoolExecutor,
                          "prepare_context", None)
+        ours = getattr(cls, "prepare_context", None)
         if stdlib is not None and getattr(
-                cls.prepare_context, "__func__", None) is not stdlib.__func__:
+                ours, "__func__", None) is not stdlib.__func__:
             raise TypeError(
                 f"{cls.__qualname__} overrides prepare_context(), which "
                 "taskdemo.ThreadPoolExecutor does not support (its C "
                 "workers run tasks without a Python worker context); "
                 "subclass concurrent.futures.ThreadPoolExecutor instead")
 
+    # typeshed declares the stdlib's as a plain (writable) attribute; ours
+    # is read-only on purpose: the C pool, not the caller, owns the workers.
     @property
-    def _threads(self) -> _WorkerThreads:
+    def _threads(self) -> AbstractSet[threading.Thread]:  # type: ignore[override]
         """The workers as threading.Thread objects (see _WorkerThreads)."""
         return _WorkerThreads(self)
 

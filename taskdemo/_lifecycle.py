@@ -17,7 +17,7 @@ import threading
 from . import _taskdemo
 
 
-class _WorkerThread(threading._DummyThread):  # type: ignore[misc,name-defined]
+class _WorkerThread(threading._DummyThread):
     """threading's view of a taskdemo worker (a pthread started in C).
 
     Made by the worker itself when it starts (a dummy thread takes the
@@ -28,7 +28,10 @@ class _WorkerThread(threading._DummyThread):  # type: ignore[misc,name-defined]
 
     def __init__(self, name: str) -> None:
         super().__init__()
-        self.name = name
+        # Not `self.name = name`: from its own thread, 3.14+ would also
+        # rename the OS thread, cutting "{prefix}_{i}" at 15 bytes from the
+        # end, and the core chose an OS name that keeps "_{i}".
+        self._name = name
         self._exited = threading.Event()
 
     def is_alive(self) -> bool:

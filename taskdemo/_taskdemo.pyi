@@ -1,8 +1,9 @@
 """Type stubs for taskdemo._taskdemo, the C extension."""
 import concurrent.futures
+import threading
 from concurrent.futures._base import DoneAndNotDoneFutures
 from typing import (Any, Callable, Dict, Final, Iterable, Iterator, List,
-                    Optional, Tuple, TypeVar)
+                    Optional, Set, Tuple, TypeVar)
 
 from typing_extensions import ParamSpec
 
@@ -53,6 +54,7 @@ class ExecutorBase:
     ) -> Iterator[_T]: ...
     def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
     def _stats(self) -> Dict[str, int]: ...
+    def _worker_threads(self) -> Set[threading.Thread]: ...
     def _timeline_raw(
         self,
     ) -> Tuple[List[Tuple[str, int, int, int, int, int]], int]: ...

@@ -61,7 +61,7 @@ def test_fork_does_not_deadlock_with_other_fork_hooks(run_in_subprocess):
 
 
 CHILD_CALLBACK_TOUCHES_OTHER_POOL = """
-import os, threading, warnings
+import sys, os, threading, warnings
 warnings.simplefilter("ignore", DeprecationWarning)
 import taskdemo
 
@@ -81,6 +81,7 @@ if pid == 0:
     print("child: callbacks run:", len(calls))
     with taskdemo.ThreadPoolExecutor(1) as fresh:
         print("child: new pool:", fresh.submit(pow, 2, 3).result(timeout=5))
+    sys.stdout.flush()   # os._exit skips the flush; a pipe buffers
     os._exit(0)
 gate.set()
 assert queued.result(timeout=5) == 0
@@ -105,7 +106,7 @@ def test_fork_child_fails_inherited_futures_quietly(run_in_subprocess):
 
 
 CHILD_AFTER_AS_COMPLETED_HELD_CONDITION = """
-import os, threading, warnings, concurrent.futures as cf
+import sys, os, threading, warnings, concurrent.futures as cf
 warnings.simplefilter("ignore", DeprecationWarning)
 import taskdemo
 
@@ -129,6 +130,7 @@ if pid == 0:
     with taskdemo.ThreadPoolExecutor(1) as p2:
         fs = [p2.submit(pow, 3, i) for i in range(3)]
         print("child:", sorted(x.result() for x in cf.as_completed(fs, 5)))
+    sys.stdout.flush()   # os._exit skips the flush; a pipe buffers
     os._exit(0)
 release.set()
 t.join()
