@@ -97,3 +97,30 @@ def test_every_make_target_named_exists(reliability):
             if not has_target(makefile, target):
                 unknown.append(f"{directory or '.'}:{target}")
     assert not unknown, f"docs/reliability.md gives unknown make targets: {unknown}"
+
+
+def test_cpython_allowlist_reasons_are_in_the_readme():
+    """Each test of CPython's that taskdemo fails on purpose
+    (tests/cpython_allowlist.txt) is a difference README.md states."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "cpython_suite", ROOT / "tests" / "cpython_suite.py")
+    suite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(suite)
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    start = readme.index("## Differences from the stdlib")
+    section = readme[start:readme.index("## ", start + 3)]
+    missing = [f"{pattern}: {reason}"
+               for pattern, reason in suite.read_allowlist()
+               if " ".join(reason.split()) not in section]
+    assert not missing, ("allow-listed CPython tests whose reason README's "
+                         f"'Differences from the stdlib' does not state: "
+                         f"{missing}")
+    # The scopes the runner understands.
+    assert suite.allowed("test.a.B.test_c", "pool",
+                         [("pool test.a.B.*", "why")]) == "why"
+    assert suite.allowed("test.a.B.test_c", "pool+wait",
+                         [("pool test.a.B.*", "why")]) is None
+    assert suite.allowed("test.a.B.test_c", "pool+wait",
+                         [("test.a.*", "any")]) == "any"
