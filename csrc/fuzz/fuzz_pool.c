@@ -30,7 +30,10 @@
  *   items + dropped); records are ordered submit <= start <= end, with a
  *   valid worker, tag and item count;
  * - stats stay consistent (running <= threads <= max_threads <= ...),
- *   hooks run once per worker (start == exit once joined);
+ *   hooks run once per worker (start == exit once joined); a worker
+ *   whose start fails (op 21: after shutting the pool down and draining
+ *   it, as the binding does for a failed initializer) loses no task: the
+ *   one it was handed is drained with the queue;
  * - a waitset wake is never lost; timed waits time out;
  * - in a fork child, td_pool_after_fork_child reports every task that was
  *   queued or running in the parent, once, and the pool can be destroyed.
@@ -132,6 +135,9 @@ typedef struct slot {
     unsigned max_threads;
     size_t timeline_cap;
     int hooked;
+    _Atomic int fail_next_start; /* the next worker start fails, as a
+                                    failed initializer does (op 21) */
+    _Atomic int start_draining;  /* that worker's drain has not returned */
     _Atomic int shut;            /* set just before td_pool_shutdown */
     _Atomic int shut_done;       /* set once a td_pool_shutdown returned */
     _Atomic unsigned completed;  /* tasks that returned */
@@ -210,9 +216,15 @@ static int gate_is_open(slot *s, int g)
 }
 
 /* True when a task of this pool that neither ran nor was drained waits
- * (or will wait) at a closed gate: the pool cannot be idle then. */
+ * (or will wait) at a closed gate: the pool cannot be idle then.  While a
+ * failing start drains, the tasks it took are neither, yet the pool may
+ * be idle already (a drain visits after letting go of the pool's lock):
+ * then nothing can be said. */
 static int blocked_task_exists(slot *s)
 {
+    if (atomic_load(&s->start_draining)) {
+        return 0;
+    }
     int n = atomic_load(&ntasks);
     for (int i = 0; i < n && i < MAX_TASKS; i++) {
         task_rec *t = &tasks[i];
@@ -230,6 +242,8 @@ static int blocked_task_exists(slot *s)
 
 /* ---- hooks and tasks --------------------------------------------------- */
 
+static void mark_drained(void *ctx, td_task_fn fn, void *arg);
+
 static int hook_start(void *ctx, unsigned index)
 {
     slot *s = ctx;
@@ -237,6 +251,18 @@ static int hook_start(void *ctx, unsigned index)
      * max_threads are ever started. */
     CHECK(index < s->max_threads);
     atomic_fetch_add(&s->starts, 1);
+    if (atomic_exchange(&s->fail_next_start, 0)) {
+        /* What the binding does when an initializer fails: refuse new
+         * work, then fail what is queued, the task handed to this worker
+         * first; workers started meanwhile keep theirs. */
+        atomic_store(&s->shut, 1);
+        CHECK(td_pool_shutdown(s->p) == TD_OK);
+        atomic_store(&s->shut_done, 1);
+        atomic_store(&s->start_draining, 1);
+        td_pool_drain(s->p, mark_drained, NULL);
+        atomic_store(&s->start_draining, 0);
+        return TD_EAGAIN;
+    }
     return TD_OK;
 }
 
@@ -444,8 +470,10 @@ static void op_create(uint8_t arg)
     s->max_threads = threads[(arg >> 2) % 4];
     s->timeline_cap = (arg >> 4) % 8u;
     s->hooked = (arg >> 7) & 1;
+    atomic_store(&s->fail_next_start, 0);
     atomic_store(&s->shut, 0);
     atomic_store(&s->shut_done, 0);
+    atomic_store(&s->start_draining, 0);
     atomic_store(&s->completed, 0);
     atomic_store(&s->starts, 0);
     atomic_store(&s->idles, 0);
@@ -715,6 +743,16 @@ static void op_concurrent(uint8_t arg)
     CHECK(pthread_join(thread, NULL) == 0);
 }
 
+/* The next worker of a hooked pool to start fails, as one whose
+ * initializer raised does in the binding. */
+static void op_fail_next_start(uint8_t arg)
+{
+    slot *s = live_slot(arg);
+    if (s != NULL && s->hooked) {
+        atomic_store(&s->fail_next_start, 1);
+    }
+}
+
 static void op_oom(uint8_t arg)
 {
     atomic_store(&fail_countdown, 1 + arg % 6);
@@ -739,9 +777,10 @@ static void child_after_fork(void)
         CHECK(td_pool_submit(s->p, task_fn, &tasks[0]) == TD_ESHUTDOWN);
         CHECK(td_pool_destroy(s->p) == TD_OK);
         int n = atomic_load(&ntasks);
-        /* A K_DRAIN_SELF task cut short by the fork owned the tasks it
-         * had taken off the queue: the pool rightly reports none of them. */
-        int drain_cut = 0;
+        /* A K_DRAIN_SELF task, or a failing start's drain, cut short by the
+         * fork owned the tasks it had taken off the queue: the pool
+         * rightly reports none of them. */
+        int drain_cut = atomic_load(&s->start_draining);
         for (int k = 0; k < n && k < MAX_TASKS; k++) {
             task_rec *t = &tasks[k];
             drain_cut |= atomic_load(&t->accepted) && t->slot == i &&
@@ -859,7 +898,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t nops = size / 2 < MAX_OPS ? size / 2 : MAX_OPS;
     for (size_t i = 0; i < nops; i++) {
         uint8_t op = data[2 * i], arg = data[2 * i + 1];
-        switch (op % 21) {
+        switch (op % 22) {
         case 0: op_create(arg); break;
         case 1: op_submit(K_COUNT, arg); break;
         case 2: op_submit(K_SLEEP, arg); break;
@@ -884,6 +923,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 op_fork();
             }
             break;
+        case 21: op_fail_next_start(arg); break;
         default: op_bad_calls(arg); break;
         }
     }
