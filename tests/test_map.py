@@ -30,6 +30,10 @@ import pytest
 
 WAIT = 10.0
 
+# Executor.map(..., buffersize=) is new in 3.14: from there on the stdlib is
+# the oracle for it too.
+STDLIB_HAS_BUFFERSIZE = sys.version_info >= (3, 14)
+
 
 def blocking_items(pools, block_at, n=10):
     """fn for map(fn, range(n)) on a one-worker pool: item `block_at` waits
@@ -152,13 +156,18 @@ def test_after_shutdown_runtime_error_at_call(impl, pools):
 
 
 def test_signature_matches_the_stdlib(taskdemo):
+    """3.14's, buffersize included; before 3.14 the stdlib's map has no
+    buffersize, and ours has it all the same (last, keyword-only)."""
     import inspect
 
     ours = inspect.signature(taskdemo.ThreadPoolExecutor.map)
-    theirs = inspect.signature(cf.ThreadPoolExecutor.map)
-    assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] \
-        [1:] == [(p.name, p.kind, p.default)
-                 for p in theirs.parameters.values()][1:]
+    theirs = [(p.name, p.kind, p.default) for p in
+              inspect.signature(cf.ThreadPoolExecutor.map)
+              .parameters.values()][1:]
+    if not STDLIB_HAS_BUFFERSIZE:
+        theirs.append(("buffersize", inspect.Parameter.KEYWORD_ONLY, None))
+    assert [(p.name, p.kind, p.default)
+            for p in ours.parameters.values()][1:] == theirs
 
 
 # -- exceptions --------------------------------------------------------------
