@@ -107,7 +107,7 @@ struct py_map_job {
     Py_ssize_t mask;       /* GIL: item i is in row i & mask */
     int ring;              /* buffersize given: items come in over time */
     unsigned max_runners;  /* ring: the pool's max_workers */
-    unsigned active;       /* GIL: items claimed and not finished */
+    unsigned active;       /* GIL: ring items claimed, not finished */
     Py_ssize_t next;       /* GIL: the next item to claim */
     int stop;              /* GIL: STOP_* */
     int stop_running;      /* GIL: running items are lost too (fork) */
@@ -336,20 +336,31 @@ static inline PyObject **row_of(const py_map_job *job, Py_ssize_t i)
     return job->slots + (i & job->mask) * job->nargs;
 }
 
+/* Item i's row number.  The runner's functions take `ring` as a constant
+ * from py_map_run, so that the path without a ring (the eager map, the
+ * fast one) compiles to no masking, no moving of arguments and no ring
+ * bookkeeping at all. */
+static inline Py_ssize_t row_index(const py_map_job *job, Py_ssize_t i,
+                                   int ring)
+{
+    return ring ? i & job->mask : i;
+}
+
 /* A ring item's arguments, taken out of its row for the call, live on the
  * runner's stack up to this many, else on the heap. */
 #define STACK_ARGS 8
 
 /* Runs item i with the GIL held, in *ctx (entered first if NULL; NULL
  * again if the item changed it), and stores its outcome. */
-static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
+static inline void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx,
+                            int ring)
 {
     Py_ssize_t nargs = job->nargs;
-    PyObject **args = row_of(job, i);
+    PyObject **args = job->slots + row_index(job, i, ring) * nargs;
     PyObject *stack[STACK_ARGS], **held = NULL;
     PyObject *r = NULL, *exc = NULL;
     int ok = 1;
-    if (job->ring) {
+    if (ring) {
         /* fn may give up the GIL, and a pull then may move the rows: the
          * call gets the arguments out of the row, which the runner owns
          * until they go (their row holds nothing meanwhile). */
@@ -367,10 +378,10 @@ static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
             ok = 0;
         }
     }
-    if (ok && *ctx == NULL) {
+    if ((!ring || ok) && *ctx == NULL) {
         *ctx = enter_copy(job);
     }
-    if (ok && *ctx != NULL) {
+    if ((!ring || ok) && *ctx != NULL) {
         r = PyObject_Vectorcall(job->fn, args, (size_t)nargs, NULL);
         if (r == NULL) {
             exc = td_fetch_exception();
@@ -389,17 +400,18 @@ static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
     }
     /* Like the stdlib's work item, the call's arguments go once it ran. */
     for (Py_ssize_t j = 0; j < nargs; j++) {
-        /* Read again each time: a finaliser run here may let a pull move
-         * the rows (when they still hold the arguments). */
-        PyObject **left = held != NULL ? held : row_of(job, i);
+        /* In a ring, read again each time: a finaliser run here may let a
+         * pull move the rows (when they still hold the arguments). */
+        PyObject **left = !ring ? args : held != NULL ? held : row_of(job, i);
         Py_CLEAR(left[j]);
     }
-    if (held != NULL && held != stack) {
+    if (ring && held != NULL && held != stack) {
         PyMem_Free(held);
     }
     /* Found again: in a ring, the row may have moved meanwhile. */
-    row_of(job, i)[0] = r != NULL ? r : exc;
-    job->state[i & job->mask] = r != NULL ? ITEM_RETURNED : ITEM_RAISED;
+    Py_ssize_t row = row_index(job, i, ring);
+    (ring ? job->slots + row * nargs : args)[0] = r != NULL ? r : exc;
+    job->state[row] = r != NULL ? ITEM_RETURNED : ITEM_RAISED;
 }
 
 /* What a runner knows of the record it is building (see "Runs" in
@@ -433,9 +445,9 @@ static void end_run(py_map_job *job, run_meter *m)
     }
 }
 
-td_waitset *py_map_run(PyObject *op)
+/* The runner's loop; see row_index for `ring`. */
+static inline td_waitset *run_items(py_map_job *job, int ring)
 {
-    py_map_job *job = (py_map_job *)op;
     /* With a timeline: items run back to back, so a record's end is the
      * next one's start, and a record may stand for several short items. */
     run_meter meter = {job->submit_stamp, job->timing ? td_pool_stamp() : 0,
@@ -445,14 +457,19 @@ td_waitset *py_map_run(PyObject *op)
     PyObject *ctx = NULL;   /* the context copy entered for the items */
     while (job->stop == STOP_NONE && job->next < job->n) {
         Py_ssize_t i = job->next++;
-        job->state[i & job->mask] = ITEM_RUNNING;
-        if (job->stamps != NULL && meter.items == 0) {
-            /* A record of ring items says when its first one came in. */
-            meter.submit = job->stamps[i & job->mask];
+        job->state[row_index(job, i, ring)] = ITEM_RUNNING;
+        if (ring) {
+            if (job->stamps != NULL && meter.items == 0) {
+                /* A record of ring items says when its first one came
+                 * in. */
+                meter.submit = job->stamps[i & job->mask];
+            }
+            job->active++;
         }
-        job->active++;
-        run_item(job, i, &ctx);
-        job->active--;
+        run_item(job, i, &ctx, ring);
+        if (ring) {
+            job->active--;
+        }
         if (job->timing && ++meter.items >= meter.stride) {
             end_run(job, &meter);
         }
@@ -485,6 +502,12 @@ td_waitset *py_map_run(PyObject *op)
     }
     runner_done(job);
     return owed ? &job->st->waitset : NULL;
+}
+
+td_waitset *py_map_run(PyObject *op)
+{
+    py_map_job *job = (py_map_job *)op;
+    return job->ring ? run_items(job, 1) : run_items(job, 0);
 }
 
 /* ---- the job type ------------------------------------------------------ */
@@ -746,12 +769,12 @@ static void iter_finish(map_iter *it)
 
 /* 1 when item k can be yielded or raised now: it finished, or it never
  * will (the job stopped before it started, or lost it in fork()). */
-static int item_ready(const py_map_job *job, Py_ssize_t k)
+static inline int item_ready(const py_map_job *job, Py_ssize_t k, int ring)
 {
     if (k >= job->next) {
         return job->stop != STOP_NONE;
     }
-    int s = job->state[k & job->mask];
+    int s = job->state[row_index(job, k, ring)];
     return s >= ITEM_RETURNED || (s == ITEM_RUNNING && job->stop_running);
 }
 
@@ -761,7 +784,7 @@ static int wait_ready(map_iter *it, py_map_job *job, Py_ssize_t k)
 {
     int rc = 1;
     it->running = 1;
-    while (!item_ready(job, k)) {
+    while (!item_ready(job, k, job->ring)) {
         int64_t left = -1;
         if (it->deadline_ns >= 0) {
             int64_t now = (int64_t)td_clock_now_ns();
@@ -787,6 +810,9 @@ static int wait_ready(map_iter *it, py_map_job *job, Py_ssize_t k)
     return rc;
 }
 
+static inline PyObject *iter_yield(map_iter *it, py_map_job *job,
+                                   Py_ssize_t k, int ring);
+
 static PyObject *iter_next(PyObject *op)
 {
     map_iter *it = (map_iter *)op;
@@ -804,20 +830,29 @@ static PyObject *iter_next(PyObject *op)
         return NULL;
     }
     it->started = 1;
-    if (job->ring) {
-        /* As the stdlib's generator, first one more input, then the
-         * wait for the oldest result.  An error here (from the inputs,
-         * or the pool refusing work) ends the iteration like any other;
-         * the oldest result, ready or not, is not seen. */
-        it->running = 1;
-        int rc = pull_on_next(it);
-        it->running = 0;
-        if (rc < 0) {
-            iter_finish(it);
-            return NULL;
-        }
+    if (!job->ring) {
+        return iter_yield(it, job, k, 0);
     }
-    if (!item_ready(job, k)) {
+    /* As the stdlib's generator, first one more input, then the wait for
+     * the oldest result.  An error here (from the inputs, or the pool
+     * refusing work) ends the iteration like any other; the oldest
+     * result, ready or not, is not seen. */
+    it->running = 1;
+    int rc = pull_on_next(it);
+    it->running = 0;
+    if (rc < 0) {
+        iter_finish(it);
+        return NULL;
+    }
+    return iter_yield(it, job, k, 1);
+}
+
+/* The rest of __next__: waits for item k, then yields or raises it.  See
+ * row_index for `ring`. */
+static inline PyObject *iter_yield(map_iter *it, py_map_job *job,
+                                   Py_ssize_t k, int ring)
+{
+    if (!item_ready(job, k, ring)) {
         int rc = wait_ready(it, job, k);
         if (rc <= 0) {
             if (rc == 0) {
@@ -827,14 +862,14 @@ static PyObject *iter_next(PyObject *op)
             return NULL;
         }
     }
-    if (k < job->next && job->state[k & job->mask] != ITEM_RUNNING) {
+    Py_ssize_t row = row_index(job, k, ring);
+    if (k < job->next && job->state[row] != ITEM_RUNNING) {
         /* Hand the value or exception over: the stdlib's iterator does
          * not keep a future it has yielded from either.  In a ring, that
          * empties the row for a later item. */
-        PyObject **row = row_of(job, k);
-        PyObject *out = row[0];
-        row[0] = NULL;
-        if (job->state[k & job->mask] == ITEM_RETURNED) {
+        PyObject *out = job->slots[row * job->nargs];
+        job->slots[row * job->nargs] = NULL;
+        if (job->state[row] == ITEM_RETURNED) {
             it->pos = k + 1;
             return out;
         }
