@@ -1176,6 +1176,21 @@ def test_buffersize_shutdown_cancel_futures(bs_impl, pools):
     assert ran == [0, 1]
 
 
+def test_buffersize_broken_pool(bs_impl, pools):
+    """A failing initializer breaks the pool: refused at the call, or the
+    next next() cannot submit its input (BrokenThreadPool either way)."""
+    def init():
+        raise OSError("no")
+
+    pool = pools.new(max_workers=1, initializer=init)
+    try:
+        it = pool.map(abs, range(10), buffersize=2)
+    except cf.BrokenExecutor:
+        return   # broken before the call
+    with pytest.raises(cf.BrokenExecutor):
+        list(it)
+
+
 def test_buffersize_executor_gone_before_the_first_next(bs_impl):
     """The iterator holds its executor weakly until the first next(): an
     executor collected before then pulls nothing more, and the results
@@ -1334,6 +1349,36 @@ def test_buffersize_gc_collects_an_iterator_in_a_cycle(bs_impl, pools):
     pool.shutdown(wait=True)
     gc.collect()
     assert alive() is None
+
+
+BUFFERED_EXIT_SCRIPT = """
+import os, threading
+{import_line}
+gate = threading.Event()
+def fn(i):
+    if i == 0:
+        gate.wait(10)
+    os.write(1, b"item %d\\n" % i)
+pool = Executor(max_workers=1)
+it = pool.map(fn, iter(range(5)), buffersize=2)     # never iterated
+started = pool.map(fn, iter(range(10, 15)), buffersize=2)
+gate.set()
+assert next(started) is None            # pulled item 12
+os.write(1, b"exiting\\n")
+"""
+
+
+def test_buffersize_interpreter_exit(bs_impl, run_in_subprocess):
+    """At exit the calls submitted still run: the first N of a map never
+    iterated, and those a started iterator had pulled."""
+    rc, out, err = run_in_subprocess(
+        BUFFERED_EXIT_SCRIPT.format(import_line=bs_impl.import_line),
+        timeout=30)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert [l for l in lines if l.startswith("item")] == \
+        ["item 0", "item 1", "item 10", "item 11", "item 12"], out
+    assert "exiting" in lines
 
 
 # -- taskdemo only: buffersize's timeline and context ------------------------
