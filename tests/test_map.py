@@ -1270,6 +1270,59 @@ def test_buffersize_many_items(bs_impl, pools):
         [0, 20, 40]
 
 
+def test_buffersize_rows_move_while_calls_run(bs_impl, pools):
+    """The inputs and the calls both give up the GIL, so the buffer grows
+    (taskdemo: its rows move) while calls are running; every call still
+    gets its own arguments, with few and with many iterables."""
+    pool = pools.new(max_workers=4)
+
+    def slow_range(n):
+        for i in range(n):
+            time.sleep(0)   # lets the calls run between two pulls
+            yield i
+
+    def add(*args):
+        time.sleep(0)       # lets the next pull in during the call
+        return sum(args)
+
+    n = 2000 if bs_impl.is_taskdemo else 500
+    assert list(pool.map(add, slow_range(n), range(n), buffersize=700)) == \
+        [2 * i for i in range(n)]
+    many = [range(n)] * 11
+    assert list(pool.map(add, slow_range(n), *many, buffersize=300)) == \
+        [12 * i for i in range(n)]
+
+
+def test_buffersize_a_call_keeps_its_arguments_while_rows_move(bs_impl,
+                                                              pools):
+    """max(a, b, c), a C function, reads c after comparing b with a.  The
+    comparison waits while the inputs grow the buffer by a thousand items
+    (in taskdemo, its rows move to a bigger ring): c must still be the
+    call's own.  Reading it from the old rows is a use-after-free that
+    ASan reports only with freed memory overwritten (libpython is not
+    instrumented): ASAN_OPTIONS=max_free_fill_size=1048576:free_fill_byte=170
+    made that crash when the runner called fn on the row itself."""
+    pool = pools.new(max_workers=2)
+    in_call = pools.event()
+    grown = pools.event()
+
+    class Gate(int):
+        def __gt__(self, other):
+            in_call.set()
+            assert grown.wait(WAIT)
+            return int(self) > int(other)
+
+    def inputs():
+        yield 0
+        assert in_call.wait(WAIT)
+        yield from range(1, 1000)
+        grown.set()
+
+    it = pool.map(max, inputs(), [Gate(-1)] + [0] * 999,
+                  [7] + [-1] * 999, buffersize=2000)
+    assert list(it) == [7] + list(range(1, 1000))
+
+
 def test_buffersize_refcounts_back_to_baseline(bs_impl, pools):
     """Arguments, results and exceptions are released once the iteration
     ends, however it ends."""
