@@ -613,7 +613,7 @@ def fn(i):
         gate.wait(30)
     return i
 pool = Executor(max_workers=1)
-it = pool.map(fn, range(5))
+it = pool.map(fn, range(5){kw})
 print("waiting", flush=True)
 try:
     list(it)
@@ -627,12 +627,15 @@ print("done", flush=True)
 """
 
 
-def test_ctrl_c_while_iterating(impl, child_factory):
+@pytest.mark.parametrize("kw", ["", ", buffersize=2"])
+def test_ctrl_c_while_iterating(impl, child_factory, kw):
     """KeyboardInterrupt within half a second while the iterator waits (it
     releases the GIL and waits in 50 ms slices); items not started are then
     cancelled, as when any exception ends the iteration."""
+    if kw and not impl.is_taskdemo and not STDLIB_HAS_BUFFERSIZE:
+        pytest.skip("the stdlib's map has buffersize from 3.14 on")
     child = child_factory(INTERRUPT_SCRIPT.format(
-        import_line=impl.import_line))
+        import_line=impl.import_line, kw=kw))
     assert child.read_line(WAIT) == "waiting"
     time.sleep(0.1)   # let it enter the wait
     sent = time.monotonic()
