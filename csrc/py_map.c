@@ -45,6 +45,22 @@
  * close() or dropping the iterator once started, while an iterator never
  * started lets every item run (a generator never started runs no
  * `finally`).
+ *
+ * buffersize=N (3.14's Executor.map; accepted on every version): the same
+ * job, but fed lazily, at the moments the stdlib's map pulls its inputs:
+ * the first N items at the call, then one more at the start of each
+ * next() while results are outstanding (before waiting for the oldest), so
+ * at most N + 1 items are pulled and not yet yielded.  The rows are then a
+ * ring (item i in row i & mask) that grows by doubling up to that bound;
+ * runners claim up to `n`, the items pulled so far, and end when they
+ * reach it, and each pull queues another runner while fewer runners are
+ * waiting to claim than items are unclaimed (at most max_workers).  Rows
+ * may move when the ring grows, which only a pull does, with the GIL held:
+ * so a runner takes an item's arguments out of its row before calling fn,
+ * which may release the GIL, and finds the row again afterwards.  As the
+ * stdlib's generator holds only a weak reference to its executor until
+ * its first next() and a strong one from then on, so does the iterator:
+ * an executor gone by the first next() pulls nothing more.
  */
 #include "py_module.h"
 
@@ -77,12 +93,21 @@ struct py_map_job {
     PyObject *fn;
     PyObject *context;     /* the caller's context; each item runs in a
                               copy of it */
-    PyObject **slots;      /* n * nargs: item i's arguments from
-                              i * nargs on; once it ran they are dropped
-                              and the first slot holds its outcome, handed
-                              to the iterator when it yields or raises it */
-    unsigned char *state;  /* n: ITEM_* */
-    Py_ssize_t n, nargs;
+    PyObject **slots;      /* rows * nargs: item i's arguments from
+                              (i & mask) * nargs on; once it ran they are
+                              dropped and the first slot holds its
+                              outcome, handed to the iterator when it
+                              yields or raises it (the row is empty
+                              then, free for reuse in a ring) */
+    unsigned char *state;  /* rows: ITEM_* */
+    uint64_t *stamps;      /* ring with a timeline: each row's submit
+                              stamp; else NULL (all are submit_stamp) */
+    Py_ssize_t n, nargs;   /* GIL: n items so far (all, without a ring) */
+    Py_ssize_t rows;       /* GIL: rows allocated: n, or the ring's size */
+    Py_ssize_t mask;       /* GIL: item i is in row i & mask */
+    int ring;              /* buffersize given: items come in over time */
+    unsigned max_runners;  /* ring: the pool's max_workers */
+    unsigned active;       /* GIL: ring items claimed, not finished */
     Py_ssize_t next;       /* GIL: the next item to claim */
     int stop;              /* GIL: STOP_* */
     int stop_running;      /* GIL: running items are lost too (fork) */
@@ -107,6 +132,10 @@ typedef struct {
     int64_t deadline_ns;   /* td_clock_now_ns() deadline; -1: none */
     int started;           /* __next__ was called: closing stops the job */
     int running;           /* inside __next__ (waiting, GIL released) */
+    /* With a ring (buffersize) only, else NULL: */
+    PyObject *source;      /* zip(*iterables), pulled from lazily */
+    PyObject *exec_weak;   /* the executor, until the first next() */
+    PyObject *executor;    /* ... from then on (NULL if it was gone) */
 } map_iter;
 
 /* ---- the pool's list of jobs with runners ---------------------------- */
@@ -301,17 +330,59 @@ static void after_item(py_map_job *job, PyObject **ctx)
 
 /* ---- the runner -------------------------------------------------------- */
 
+/* Item i's row: its first slot.  Valid until a pull grows the ring. */
+static inline PyObject **row_of(const py_map_job *job, Py_ssize_t i)
+{
+    return job->slots + (i & job->mask) * job->nargs;
+}
+
+/* Item i's row number.  The runner's functions take `ring` as a constant
+ * from py_map_run, so that the path without a ring (the eager map, the
+ * fast one) compiles to no masking, no moving of arguments and no ring
+ * bookkeeping at all. */
+static inline Py_ssize_t row_index(const py_map_job *job, Py_ssize_t i,
+                                   int ring)
+{
+    return ring ? i & job->mask : i;
+}
+
+/* A ring item's arguments, taken out of its row for the call, live on the
+ * runner's stack up to this many, else on the heap. */
+#define STACK_ARGS 8
+
 /* Runs item i with the GIL held, in *ctx (entered first if NULL; NULL
  * again if the item changed it), and stores its outcome. */
-static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
+static inline void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx,
+                            int ring)
 {
-    PyObject **args = job->slots + i * job->nargs;
+    Py_ssize_t nargs = job->nargs;
+    PyObject **args = job->slots + row_index(job, i, ring) * nargs;
+    PyObject *stack[STACK_ARGS], **held = NULL;
     PyObject *r = NULL, *exc = NULL;
-    if (*ctx == NULL) {
+    int ok = 1;
+    if (ring) {
+        /* fn may give up the GIL, and a pull then may move the rows: the
+         * call gets the arguments out of the row, which the runner owns
+         * until they go (their row holds nothing meanwhile). */
+        held = nargs <= STACK_ARGS
+                   ? stack
+                   : PyMem_Malloc((size_t)nargs * sizeof(PyObject *));
+        if (held != NULL) {
+            for (Py_ssize_t j = 0; j < nargs; j++) {
+                held[j] = args[j];
+                args[j] = NULL;
+            }
+            args = held;
+        } else {
+            PyErr_NoMemory();
+            ok = 0;
+        }
+    }
+    if ((!ring || ok) && *ctx == NULL) {
         *ctx = enter_copy(job);
     }
-    if (*ctx != NULL) {
-        r = PyObject_Vectorcall(job->fn, args, (size_t)job->nargs, NULL);
+    if ((!ring || ok) && *ctx != NULL) {
+        r = PyObject_Vectorcall(job->fn, args, (size_t)nargs, NULL);
         if (r == NULL) {
             exc = td_fetch_exception();
         }
@@ -328,17 +399,26 @@ static void run_item(py_map_job *job, Py_ssize_t i, PyObject **ctx)
         }
     }
     /* Like the stdlib's work item, the call's arguments go once it ran. */
-    for (Py_ssize_t j = 0; j < job->nargs; j++) {
-        Py_CLEAR(args[j]);
+    for (Py_ssize_t j = 0; j < nargs; j++) {
+        /* In a ring, read again each time: a finaliser run here may let a
+         * pull move the rows (when they still hold the arguments). */
+        PyObject **left = !ring ? args : held != NULL ? held : row_of(job, i);
+        Py_CLEAR(left[j]);
     }
-    args[0] = r != NULL ? r : exc;
-    job->state[i] = r != NULL ? ITEM_RETURNED : ITEM_RAISED;
+    if (ring && held != NULL && held != stack) {
+        PyMem_Free(held);
+    }
+    /* Found again: in a ring, the row may have moved meanwhile. */
+    Py_ssize_t row = row_index(job, i, ring);
+    (ring ? job->slots + row * nargs : args)[0] = r != NULL ? r : exc;
+    job->state[row] = r != NULL ? ITEM_RETURNED : ITEM_RAISED;
 }
 
 /* What a runner knows of the record it is building (see "Runs" in
- * td_pool.h): when its first item started, how many items ran since, and
- * how many the record may take. */
+ * td_pool.h): when its first item was submitted and started, how many
+ * items ran since, and how many the record may take. */
 typedef struct run_meter {
+    uint64_t submit;
     uint64_t start;
     unsigned items;
     unsigned stride;
@@ -351,7 +431,7 @@ static void end_run_at(py_map_job *job, run_meter *m, uint64_t end)
     if (m->items == 0) {
         return;
     }
-    td_pool_timeline_add_run(job->core, job->submit_stamp, m->start, end,
+    td_pool_timeline_add_run(job->core, m->submit, m->start, end,
                              m->items, job->tag);
     m->stride = td_run_next_stride(m->stride, end - m->start, m->items);
     m->start = end;
@@ -365,19 +445,31 @@ static void end_run(py_map_job *job, run_meter *m)
     }
 }
 
-td_waitset *py_map_run(PyObject *op)
+/* The runner's loop; see row_index for `ring`. */
+static inline td_waitset *run_items(py_map_job *job, int ring)
 {
-    py_map_job *job = (py_map_job *)op;
     /* With a timeline: items run back to back, so a record's end is the
      * next one's start, and a record may stand for several short items. */
-    run_meter meter = {job->timing ? td_pool_stamp() : 0, 0, 1};
+    run_meter meter = {job->submit_stamp, job->timing ? td_pool_stamp() : 0,
+                       0, 1};
     unsigned since_check = 0;
     int owed = 0;
     PyObject *ctx = NULL;   /* the context copy entered for the items */
     while (job->stop == STOP_NONE && job->next < job->n) {
         Py_ssize_t i = job->next++;
-        job->state[i] = ITEM_RUNNING;
-        run_item(job, i, &ctx);
+        job->state[row_index(job, i, ring)] = ITEM_RUNNING;
+        if (ring) {
+            if (job->stamps != NULL && meter.items == 0) {
+                /* A record of ring items says when its first one came
+                 * in. */
+                meter.submit = job->stamps[i & job->mask];
+            }
+            job->active++;
+        }
+        run_item(job, i, &ctx, ring);
+        if (ring) {
+            job->active--;
+        }
         if (job->timing && ++meter.items >= meter.stride) {
             end_run(job, &meter);
         }
@@ -412,6 +504,12 @@ td_waitset *py_map_run(PyObject *op)
     return owed ? &job->st->waitset : NULL;
 }
 
+td_waitset *py_map_run(PyObject *op)
+{
+    py_map_job *job = (py_map_job *)op;
+    return job->ring ? run_items(job, 1) : run_items(job, 0);
+}
+
 /* ---- the job type ------------------------------------------------------ */
 
 static int job_traverse(PyObject *op, visitproc visit, void *arg)
@@ -422,7 +520,7 @@ static int job_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(job->context);
     Py_VISIT(job->stop_exc);
     if (job->slots != NULL) {
-        for (Py_ssize_t i = 0; i < job->n * job->nargs; i++) {
+        for (Py_ssize_t i = 0; i < job->rows * job->nargs; i++) {
             Py_VISIT(job->slots[i]);
         }
     }
@@ -438,7 +536,7 @@ static int job_clear(PyObject *op)
     Py_CLEAR(job->context);
     Py_CLEAR(job->stop_exc);
     if (job->slots != NULL) {
-        for (Py_ssize_t i = 0; i < job->n * job->nargs; i++) {
+        for (Py_ssize_t i = 0; i < job->rows * job->nargs; i++) {
             Py_CLEAR(job->slots[i]);
         }
     }
@@ -454,6 +552,7 @@ static void job_dealloc(PyObject *op)
     job_clear(op);
     PyMem_Free(job->slots);
     PyMem_Free(job->state);
+    PyMem_Free(job->stamps);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
@@ -474,6 +573,175 @@ static PyType_Spec job_spec = {
     .slots = job_slots,
 };
 
+/* ---- the ring: buffersize ------------------------------------------------ */
+
+/* Makes room in the ring for item n, the oldest item not yet yielded
+ * being pos: doubles it when full, keeping each item's row at i & mask.
+ * Returns 0, or -1 with MemoryError.  Only a pull calls it, with the GIL
+ * held: no runner holds a pointer into the rows then (run_item). */
+static int ring_reserve(py_map_job *job, Py_ssize_t pos)
+{
+    if (job->n - pos < job->rows) {
+        return 0;
+    }
+    Py_ssize_t width = job->nargs > 0 ? job->nargs : 1;
+    if (job->rows > PY_SSIZE_T_MAX / 2 / width /
+                        (Py_ssize_t)sizeof(PyObject *)) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t rows = job->rows * 2, mask = rows - 1;
+    PyObject **slots = PyMem_Calloc((size_t)(rows * width),
+                                    sizeof(PyObject *));
+    unsigned char *state = PyMem_Calloc((size_t)rows, 1);
+    uint64_t *stamps = job->stamps != NULL
+                           ? PyMem_Calloc((size_t)rows, sizeof(uint64_t))
+                           : NULL;
+    if (slots == NULL || state == NULL ||
+        (job->stamps != NULL && stamps == NULL)) {
+        PyMem_Free(slots);
+        PyMem_Free(state);
+        PyMem_Free(stamps);
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Rows before pos are empty (their outcomes were handed over). */
+    for (Py_ssize_t i = pos; i < job->n; i++) {
+        memcpy(slots + (i & mask) * job->nargs, row_of(job, i),
+               (size_t)job->nargs * sizeof(PyObject *));
+        state[i & mask] = job->state[i & job->mask];
+        if (stamps != NULL) {
+            stamps[i & mask] = job->stamps[i & job->mask];
+        }
+    }
+    PyMem_Free(job->slots);
+    PyMem_Free(job->state);
+    PyMem_Free(job->stamps);
+    job->slots = slots;
+    job->state = state;
+    job->stamps = stamps;
+    job->rows = rows;
+    job->mask = mask;
+    return 0;
+}
+
+/* Queues one more runner of the job.  Returns a TD_* code. */
+static int add_runner(py_pool *pp, py_map_job *job)
+{
+    if (job->runners == 0) {
+        job->core = py_pool_core(pp);
+        list_add(py_pool_map_jobs(pp), job);
+    }
+    int rc = py_pool_submit_runner(pp, (PyObject *)job);
+    if (rc == TD_OK) {
+        job->runners++;
+    } else if (job->runners == 0) {
+        list_remove(job);
+    }
+    return rc;
+}
+
+/*
+ * Pulls one item from the iterator's inputs into its job and makes sure a
+ * runner will claim it: what the stdlib does with next(zipped_iterables)
+ * and submit(fn, *args).  Returns 1, 0 when the inputs had no item (they
+ * are asked again next time, as zip is), or -1 with an exception set: the
+ * inputs' own, or, after the item was taken, submit()'s for a pool that
+ * takes no work (RuntimeError, BrokenThreadPool).
+ */
+static int pull(map_iter *it, py_pool *pp)
+{
+    py_map_job *job = it->job;
+    PyObject *row = Py_TYPE(it->source)->tp_iternext(it->source);
+    if (row == NULL) {
+        if (PyErr_Occurred()) {
+            if (!PyErr_ExceptionMatches(PyExc_StopIteration)) {
+                return -1;
+            }
+            PyErr_Clear();
+        }
+        return 0;
+    }
+    if (py_pool_check_open(pp) < 0 || ring_reserve(job, it->pos) < 0) {
+        Py_DECREF(row);
+        return -1;
+    }
+    Py_ssize_t r = job->n & job->mask;
+    PyObject **dst = job->slots + r * job->nargs;
+    if (job->nargs == 1) {
+        dst[0] = row;   /* the source is the one iterable, not a zip */
+    } else {
+        for (Py_ssize_t j = 0; j < job->nargs; j++) {
+            dst[j] = Py_NewRef(PyTuple_GET_ITEM(row, j));
+        }
+    }
+    job->state[r] = ITEM_PENDING;
+    if (job->stamps != NULL) {
+        job->stamps[r] = td_pool_stamp();
+    }
+    job->n++;
+    if (job->nargs != 1) {
+        Py_DECREF(row);   /* zip reuses its tuple when nothing else holds it */
+    }
+    /* Each runner not running an item will claim one: another is needed
+     * only when fewer of those are left than unclaimed items.  (After
+     * fork() lost a running item, active may exceed runners.) */
+    unsigned free_runners =
+        job->runners > job->active ? job->runners - job->active : 0;
+    if (job->runners < job->max_runners &&
+        (Py_ssize_t)free_runners < job->n - job->next) {
+        int rc = add_runner(pp, job);
+        if (rc != TD_OK && job->runners == 0) {
+            /* No runner at all: the item would never run. */
+            py_raise(job->st, rc);
+            return -1;
+        }
+    }
+    return 1;
+}
+
+/* PyWeakref_GetRef, which 3.13 added (and deprecated the older call). */
+static int weakref_get(PyObject *ref, PyObject **out)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyWeakref_GetRef(ref, out);
+#else
+    PyObject *obj = PyWeakref_GetObject(ref);
+    *out = NULL;
+    if (obj == NULL) {
+        return -1;
+    }
+    if (obj != Py_None) {
+        *out = Py_NewRef(obj);
+    }
+    return *out != NULL;
+#endif
+}
+
+/* The pull at the start of each next() with results outstanding: none if
+ * the executor is gone.  The first next() turns the weak reference into a
+ * strong one, as the stdlib's generator keeps the executor in a local.
+ * Returns 0, or -1 with an exception set. */
+static int pull_on_next(map_iter *it)
+{
+    if (it->exec_weak != NULL) {
+        PyObject *executor;
+        if (weakref_get(it->exec_weak, &executor) < 0) {
+            return -1;
+        }
+        Py_CLEAR(it->exec_weak);
+        it->executor = executor;
+    }
+    if (it->executor == NULL) {
+        return 0;
+    }
+    py_pool *pp = py_executor_pool(it->executor);
+    if (pp == NULL) {
+        return -1;
+    }
+    return pull(it, pp) < 0 ? -1 : 0;
+}
+
 /* ---- the iterator ------------------------------------------------------ */
 
 /* Ends the iteration; stops the job if it was started (as a started
@@ -488,17 +756,25 @@ static void iter_finish(map_iter *it)
     if (it->started) {
         job_stop(job, STOP_CLOSED, NULL, 0);
     }
+    /* Last: dropping the inputs may run any code (a generator's
+     * `finally`), which finds the iteration over. */
+    PyObject *source = it->source, *weak = it->exec_weak;
+    PyObject *executor = it->executor;
+    it->source = it->exec_weak = it->executor = NULL;
     Py_DECREF(job);
+    Py_XDECREF(weak);
+    Py_XDECREF(executor);
+    Py_XDECREF(source);
 }
 
 /* 1 when item k can be yielded or raised now: it finished, or it never
  * will (the job stopped before it started, or lost it in fork()). */
-static int item_ready(const py_map_job *job, Py_ssize_t k)
+static inline int item_ready(const py_map_job *job, Py_ssize_t k, int ring)
 {
     if (k >= job->next) {
         return job->stop != STOP_NONE;
     }
-    int s = job->state[k];
+    int s = job->state[row_index(job, k, ring)];
     return s >= ITEM_RETURNED || (s == ITEM_RUNNING && job->stop_running);
 }
 
@@ -508,7 +784,7 @@ static int wait_ready(map_iter *it, py_map_job *job, Py_ssize_t k)
 {
     int rc = 1;
     it->running = 1;
-    while (!item_ready(job, k)) {
+    while (!item_ready(job, k, job->ring)) {
         int64_t left = -1;
         if (it->deadline_ns >= 0) {
             int64_t now = (int64_t)td_clock_now_ns();
@@ -534,6 +810,9 @@ static int wait_ready(map_iter *it, py_map_job *job, Py_ssize_t k)
     return rc;
 }
 
+static inline PyObject *iter_yield(map_iter *it, py_map_job *job,
+                                   Py_ssize_t k, int ring);
+
 static PyObject *iter_next(PyObject *op)
 {
     map_iter *it = (map_iter *)op;
@@ -551,7 +830,29 @@ static PyObject *iter_next(PyObject *op)
         return NULL;
     }
     it->started = 1;
-    if (!item_ready(job, k)) {
+    if (!job->ring) {
+        return iter_yield(it, job, k, 0);
+    }
+    /* As the stdlib's generator, first one more input, then the wait for
+     * the oldest result.  An error here (from the inputs, or the pool
+     * refusing work) ends the iteration like any other; the oldest
+     * result, ready or not, is not seen. */
+    it->running = 1;
+    int rc = pull_on_next(it);
+    it->running = 0;
+    if (rc < 0) {
+        iter_finish(it);
+        return NULL;
+    }
+    return iter_yield(it, job, k, 1);
+}
+
+/* The rest of __next__: waits for item k, then yields or raises it.  See
+ * row_index for `ring`. */
+static inline PyObject *iter_yield(map_iter *it, py_map_job *job,
+                                   Py_ssize_t k, int ring)
+{
+    if (!item_ready(job, k, ring)) {
         int rc = wait_ready(it, job, k);
         if (rc <= 0) {
             if (rc == 0) {
@@ -561,12 +862,14 @@ static PyObject *iter_next(PyObject *op)
             return NULL;
         }
     }
-    if (k < job->next && job->state[k] != ITEM_RUNNING) {
+    Py_ssize_t row = row_index(job, k, ring);
+    if (k < job->next && job->state[row] != ITEM_RUNNING) {
         /* Hand the value or exception over: the stdlib's iterator does
-         * not keep a future it has yielded from either. */
-        PyObject *out = job->slots[k * job->nargs];
-        job->slots[k * job->nargs] = NULL;
-        if (job->state[k] == ITEM_RETURNED) {
+         * not keep a future it has yielded from either.  In a ring, that
+         * empties the row for a later item. */
+        PyObject *out = job->slots[row * job->nargs];
+        job->slots[row * job->nargs] = NULL;
+        if (job->state[row] == ITEM_RETURNED) {
             it->pos = k + 1;
             return out;
         }
@@ -603,8 +906,12 @@ static PyObject *iter_length_hint(PyObject *op, PyObject *unused)
 
 static int iter_traverse(PyObject *op, visitproc visit, void *arg)
 {
+    map_iter *it = (map_iter *)op;
     Py_VISIT(Py_TYPE(op));
-    Py_VISIT(((map_iter *)op)->job);
+    Py_VISIT(it->job);
+    Py_VISIT(it->source);
+    Py_VISIT(it->exec_weak);
+    Py_VISIT(it->executor);
     return 0;
 }
 
@@ -816,6 +1123,8 @@ static py_map_job *job_new(py_state *st, PyObject *fn, inputs *in)
     job->state = state;
     job->nargs = in->nargs;
     job->n = in->n;
+    job->rows = in->n;
+    job->mask = PY_SSIZE_T_MAX;   /* i & mask == i: no ring */
     job->waiting_for = -1;
     in->items = NULL;
     in->n = in->cap = 0;
@@ -859,24 +1168,33 @@ static int job_launch(py_pool *pp, py_map_job *job)
 }
 
 const char py_map_doc[] = (
-"map($self, fn, *iterables, timeout=None, chunksize=1)\n--\n\n"
+"map($self, fn, *iterables, timeout=None, chunksize=1, buffersize=None)\n"
+"--\n\n"
 "Return an iterator of fn(*args) over zip(*iterables), in order.\n\n"
-"The inputs are collected at once and the calls start on the workers\n"
-"straight away; results are yielded in input order as they come, and a\n"
-"call's exception is raised when its result is reached, which ends the\n"
-"iteration.  timeout (seconds) bounds the whole iteration from this call\n"
-"on (TimeoutError).  Ending the iteration early (an exception, a timeout,\n"
-"close(), dropping a started iterator) cancels the calls not yet started.\n"
+"Without buffersize, the inputs are collected at once and the calls\n"
+"start on the workers straight away; results are yielded in input order\n"
+"as they come, and a call's exception is raised when its result is\n"
+"reached, which ends the iteration.  timeout (seconds) bounds the whole\n"
+"iteration from this call on (TimeoutError).  Ending the iteration\n"
+"early (an exception, a timeout, close(), dropping a started iterator)\n"
+"cancels the calls not yet started.\n\n"
+"buffersize=N (an int >= 1) bounds the calls submitted ahead of the\n"
+"consumer, as Python 3.14's Executor.map does, on every Python version\n"
+"(3.9-3.13 too): the first N inputs are taken from the iterables at\n"
+"this call, then one more at each next() while results are outstanding,\n"
+"so infinite iterables work; an error from the inputs, or RuntimeError\n"
+"if the pool was shut down meanwhile, is raised by that next() and ends\n"
+"the iteration.\n\n"
 "chunksize is accepted for compatibility (the stdlib ignores it for\n"
 "threads) but must be an int >= 1.  Raises TypeError if fn is not\n"
 "callable, RuntimeError after shutdown.  Waiting releases the GIL and\n"
 "answers Ctrl-C.");
 
-/* Parses fn=, timeout= and chunksize=; returns 0 or -1 with an
- * exception.  fn= can only come with no iterables at all. */
+/* Parses fn=, timeout=, chunksize= and buffersize=; returns 0 or -1
+ * with an exception.  fn= can only come with no iterables at all. */
 static int map_keywords(PyObject *const *kwvalues, PyObject *kwnames,
                         PyObject **fn, PyObject **timeout,
-                        PyObject **chunksize)
+                        PyObject **chunksize, PyObject **buffersize)
 {
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
@@ -894,6 +1212,9 @@ static int map_keywords(PyObject *const *kwvalues, PyObject *kwnames,
         } else if (PyUnicode_CompareWithASCIIString(name, "chunksize") ==
                    0) {
             *chunksize = kwvalues[i];
+        } else if (PyUnicode_CompareWithASCIIString(name, "buffersize") ==
+                   0) {
+            *buffersize = kwvalues[i];
         } else {
             PyErr_Format(PyExc_TypeError,
                          "map() got an unexpected keyword argument '%S'",
@@ -925,6 +1246,157 @@ static int check_chunksize(PyObject *chunksize)
     return 0;
 }
 
+/* buffersize= as the stdlib checks it (so True is 1): *out 0 for None,
+ * else N >= 1; *too_big when N does not fit a Py_ssize_t, which the
+ * stdlib's islice refuses only after zip(*iterables) was made. */
+static int check_buffersize(PyObject *buffersize, Py_ssize_t *out,
+                            int *too_big)
+{
+    *out = 0;
+    *too_big = 0;
+    if (buffersize == NULL || buffersize == Py_None) {
+        return 0;
+    }
+    if (!PyLong_Check(buffersize)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "buffersize must be an integer or None");
+        return -1;
+    }
+    int overflow;
+    long long n = PyLong_AsLongLongAndOverflow(buffersize, &overflow);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (overflow < 0 || (overflow == 0 && n < 1)) {
+        PyErr_SetString(PyExc_ValueError, "buffersize must be None or > 0");
+        return -1;
+    }
+    if (overflow > 0 || n > (long long)PY_SSIZE_T_MAX) {
+        *too_big = 1;
+        n = PY_SSIZE_T_MAX;
+    }
+    *out = (Py_ssize_t)n;
+    return 0;
+}
+
+/* A job with an empty ring for map(..., buffersize=N). */
+static py_map_job *ring_job_new(py_state *st, py_pool *pp, PyObject *fn,
+                                Py_ssize_t nargs, Py_ssize_t buffersize)
+{
+    /* At most N + 1 items are live; start small, ring_reserve doubles. */
+    Py_ssize_t rows = 2;
+    while (rows < 64 && rows <= buffersize) {
+        rows *= 2;
+    }
+    int timing = py_pool_timing(pp);
+    PyObject **slots = PyMem_Calloc((size_t)(rows * (nargs > 0 ? nargs : 1)),
+                                    sizeof(PyObject *));
+    unsigned char *state = PyMem_Calloc((size_t)rows, 1);
+    uint64_t *stamps = timing ? PyMem_Calloc((size_t)rows, sizeof(uint64_t))
+                              : NULL;
+    inputs in = {NULL, 0, 0, nargs};
+    py_map_job *job = NULL;
+    if (slots == NULL || state == NULL || (timing && stamps == NULL)) {
+        PyErr_NoMemory();
+    } else {
+        job = job_new(st, fn, &in);
+    }
+    if (job == NULL) {
+        PyMem_Free(slots);
+        PyMem_Free(state);
+        PyMem_Free(stamps);
+        return NULL;
+    }
+    job->slots = slots;
+    job->state = state;
+    job->stamps = stamps;
+    job->rows = rows;
+    job->mask = rows - 1;
+    job->ring = 1;
+    job->max_runners = py_pool_max_workers(pp);
+    job->core = py_pool_core(pp);
+    job->timing = timing;
+    job->submit_stamp = timing ? td_pool_stamp() : 0;
+    job->tag = py_pool_tag(pp, fn);
+    return job;
+}
+
+/* Raises exc (a normalised exception) again. */
+static void reraise(PyObject *exc)
+{
+    PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+    Py_DECREF(exc);
+}
+
+/*
+ * map(fn, *iterables, buffersize=N), after the arguments were checked:
+ * as the stdlib, zip(*iterables) is made (its TypeError raised), then N
+ * items are pulled and each submitted at once, so they may start while
+ * the rest are pulled.  An error from the inputs or the pool is raised
+ * here, and the items pulled before it still run (the stdlib had
+ * submitted them, and no generator ever cancels them).
+ */
+static PyObject *map_buffered(py_state *st, py_pool *pp, PyObject *executor,
+                              PyObject *fn, PyObject *const *iterables,
+                              Py_ssize_t k, Py_ssize_t buffersize,
+                              int too_big, int64_t deadline_ns)
+{
+    /* With one iterable, zip(x) would only wrap each item in a tuple. */
+    PyObject *source = k == 1 ? PyObject_GetIter(iterables[0])
+                              : PyObject_Vectorcall((PyObject *)&PyZip_Type,
+                                                    iterables, (size_t)k,
+                                                    NULL);
+    if (source == NULL) {
+        return NULL;
+    }
+    if (too_big) {
+        Py_DECREF(source);
+        PyErr_SetString(PyExc_ValueError,
+                        "Stop argument for islice() must be None or an "
+                        "integer: 0 <= x <= sys.maxsize.");
+        return NULL;
+    }
+    py_map_job *job = ring_job_new(st, pp, fn, k, buffersize);
+    map_iter *it = NULL;
+    if (job != NULL) {
+        it = (map_iter *)st->MapIterType->tp_alloc(st->MapIterType, 0);
+    }
+    if (it == NULL) {
+        Py_XDECREF(job);
+        Py_DECREF(source);
+        return NULL;
+    }
+    it->job = job;
+    it->deadline_ns = deadline_ns;
+    it->source = source;
+    /* As the stdlib's generator: a weak reference until the first next().
+     * The bare C base type takes none; keep it then. */
+    it->exec_weak = PyWeakref_NewRef(executor, NULL);
+    int rc = 1;
+    if (it->exec_weak == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_TypeError)) {
+            PyErr_Clear();
+            it->executor = Py_NewRef(executor);
+        } else {
+            rc = -1;
+        }
+    }
+    /* The inputs' code may find the iterator (gc.get_objects()): it is
+     * busy, as a generator is. */
+    it->running = 1;
+    for (Py_ssize_t i = 0; i < buffersize && rc > 0; i++) {
+        rc = pull(it, pp);
+    }
+    it->running = 0;
+    if (rc < 0) {
+        PyObject *exc = td_fetch_exception();
+        Py_DECREF(it);   /* never started: what was pulled still runs */
+        reraise(exc);
+        return NULL;
+    }
+    return (PyObject *)it;
+}
+
 PyObject *py_map(PyObject *executor, PyObject *const *args,
                  Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -937,8 +1409,9 @@ PyObject *py_map(PyObject *executor, PyObject *const *args,
         return NULL;
     }
     PyObject *fn = nargs > 0 ? args[0] : NULL;
-    PyObject *timeout = Py_None, *chunksize = NULL;
-    if (map_keywords(args + nargs, kwnames, &fn, &timeout, &chunksize) < 0) {
+    PyObject *timeout = Py_None, *chunksize = NULL, *buffersize = NULL;
+    if (map_keywords(args + nargs, kwnames, &fn, &timeout, &chunksize,
+                     &buffersize) < 0) {
         return NULL;
     }
     if (fn == NULL) {
@@ -950,6 +1423,12 @@ PyObject *py_map(PyObject *executor, PyObject *const *args,
     /* The iterables follow fn, if it came positionally. */
     PyObject *const *iterables = nargs > 0 ? args + 1 : args;
     Py_ssize_t niterables = nargs > 0 ? nargs - 1 : 0;
+    /* The stdlib checks buffersize before anything else. */
+    Py_ssize_t nbuffer;
+    int too_big;
+    if (check_buffersize(buffersize, &nbuffer, &too_big) < 0) {
+        return NULL;
+    }
     if (!PyCallable_Check(fn)) {
         PyErr_Format(PyExc_TypeError, "map() needs a callable, not %.100s",
                      Py_TYPE(fn)->tp_name);
@@ -966,6 +1445,10 @@ PyObject *py_map(PyObject *executor, PyObject *const *args,
     }
     if (timeout_ns >= 0) {
         deadline_ns = (int64_t)td_clock_now_ns() + timeout_ns;
+    }
+    if (nbuffer > 0) {
+        return map_buffered(st, pp, executor, fn, iterables, niterables,
+                            nbuffer, too_big, deadline_ns);
     }
 
     inputs in = {NULL, 0, 0, 0};

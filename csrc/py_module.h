@@ -170,7 +170,8 @@ int py_worker_breathe(void);
 
 /* py_map.c */
 int py_map_init_types(PyObject *module, py_state *st);
-/* ExecutorBase.map(fn, *iterables, timeout=None, chunksize=1). */
+/* ExecutorBase.map(fn, *iterables, timeout=None, chunksize=1,
+ * buffersize=None). */
 extern const char py_map_doc[];
 PyObject *py_map(PyObject *executor, PyObject *const *args,
                  Py_ssize_t nargs, PyObject *kwnames);

@@ -19,7 +19,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextvars
 import gc
+import itertools
 import operator
+import re
 import signal
 import sys
 import threading
@@ -29,6 +31,10 @@ import weakref
 import pytest
 
 WAIT = 10.0
+
+# Executor.map(..., buffersize=) is new in 3.14: from there on the stdlib is
+# the oracle for it too.
+STDLIB_HAS_BUFFERSIZE = sys.version_info >= (3, 14)
 
 
 def blocking_items(pools, block_at, n=10):
@@ -152,13 +158,18 @@ def test_after_shutdown_runtime_error_at_call(impl, pools):
 
 
 def test_signature_matches_the_stdlib(taskdemo):
+    """3.14's, buffersize included; before 3.14 the stdlib's map has no
+    buffersize, and ours has it all the same (last, keyword-only)."""
     import inspect
 
     ours = inspect.signature(taskdemo.ThreadPoolExecutor.map)
-    theirs = inspect.signature(cf.ThreadPoolExecutor.map)
-    assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] \
-        [1:] == [(p.name, p.kind, p.default)
-                 for p in theirs.parameters.values()][1:]
+    theirs = [(p.name, p.kind, p.default) for p in
+              inspect.signature(cf.ThreadPoolExecutor.map)
+              .parameters.values()][1:]
+    if not STDLIB_HAS_BUFFERSIZE:
+        theirs.append(("buffersize", inspect.Parameter.KEYWORD_ONLY, None))
+    assert [(p.name, p.kind, p.default)
+            for p in ours.parameters.values()][1:] == theirs
 
 
 # -- exceptions --------------------------------------------------------------
@@ -602,7 +613,7 @@ def fn(i):
         gate.wait(30)
     return i
 pool = Executor(max_workers=1)
-it = pool.map(fn, range(5))
+it = pool.map(fn, range(5){kw})
 print("waiting", flush=True)
 try:
     list(it)
@@ -616,12 +627,15 @@ print("done", flush=True)
 """
 
 
-def test_ctrl_c_while_iterating(impl, child_factory):
+@pytest.mark.parametrize("kw", ["", ", buffersize=2"])
+def test_ctrl_c_while_iterating(impl, child_factory, kw):
     """KeyboardInterrupt within half a second while the iterator waits (it
     releases the GIL and waits in 50 ms slices); items not started are then
     cancelled, as when any exception ends the iteration."""
+    if kw and not impl.is_taskdemo and not STDLIB_HAS_BUFFERSIZE:
+        pytest.skip("the stdlib's map has buffersize from 3.14 on")
     child = child_factory(INTERRUPT_SCRIPT.format(
-        import_line=impl.import_line))
+        import_line=impl.import_line, kw=kw))
     assert child.read_line(WAIT) == "waiting"
     time.sleep(0.1)   # let it enter the wait
     sent = time.monotonic()
@@ -749,6 +763,707 @@ def test_timeline_of_a_long_map_keeps_the_newest(taskdemo):
     starts = [r.started for r in timeline]
     assert starts == sorted(starts)
     assert all(a.ended <= b.started for a, b in zip(timeline, timeline[1:]))
+
+
+# -- buffersize (3.14's Executor.map; taskdemo has it on every version) ------
+#
+# Each test below states the stdlib's behaviour as its expected values: on
+# 3.14+ the stdlib half runs them too (it is the oracle); before 3.14 it
+# has no buffersize, and only the taskdemo half runs, against the same
+# values (README: taskdemo accepts buffersize there too).
+
+
+@pytest.fixture
+def bs_impl(impl):
+    if not impl.is_taskdemo and not STDLIB_HAS_BUFFERSIZE:
+        pytest.skip("the stdlib's map has buffersize from 3.14 on")
+    return impl
+
+
+class Inputs:
+    """An iterator that records every __next__ call in `calls`: yields the
+    values of `plan` in turn; `StopIteration` in the plan ends it for that
+    call only (zip asks again, and so does map), an exception instance is
+    raised; after the plan it stops, still recording each call."""
+
+    def __init__(self, plan, name="a", calls=None):
+        self.plan = list(plan)
+        self.name = name
+        self.calls = [] if calls is None else calls
+        self.i = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self.calls.append(self.name)
+        i = self.i
+        self.i += 1
+        if i >= len(self.plan) or self.plan[i] is StopIteration:
+            raise StopIteration
+        if isinstance(self.plan[i], BaseException):
+            raise self.plan[i]
+        return self.plan[i]
+
+
+def test_buffersize_pulls_inputs_when_the_stdlib_does(bs_impl, pools):
+    """N inputs at the call, then one per next() before its result, also
+    once they ran out (they are asked again while results are
+    outstanding); none once the last result came out."""
+    pool = pools.new(max_workers=2)
+    inputs = Inputs(range(5))
+    it = pool.map(abs, inputs, buffersize=3)
+    assert len(inputs.calls) == 3
+    seen = []
+    for _ in range(5):
+        seen.append((next(it), len(inputs.calls)))
+    assert seen == [(0, 4), (1, 5), (2, 6), (3, 7), (4, 8)]
+    with pytest.raises(StopIteration):
+        next(it)
+    assert len(inputs.calls) == 8
+
+
+def test_buffersize_asks_ended_inputs_again(bs_impl, pools):
+    """Like zip, map takes what an iterator yields after a StopIteration."""
+    pool = pools.new(max_workers=2)
+    inputs = Inputs([1, 2, StopIteration, 3, 4, StopIteration, 5])
+    assert list(pool.map(abs, inputs, buffersize=2)) == [1, 2, 3, 4]
+    assert inputs.i == 6
+
+
+def test_buffersize_zips_iterables_of_different_lengths(bs_impl, pools):
+    """zip() semantics, in zip's order of calls: the shortest input ends
+    it, after the longer ones before it gave one more item."""
+    pool = pools.new(max_workers=2)
+    calls = []
+    a = Inputs([1, 2, 3, 4, 5], "a", calls)
+    b = Inputs([2, 3], "b", calls)
+    it = pool.map(pow, a, b, buffersize=4)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+    assert list(it) == [1, 8]
+    assert calls == ["a", "b"] * 5
+    assert list(pool.map(lambda x, y, z: x + y + z, "abc", "de", "fghi",
+                         buffersize=1)) == ["adf", "beg"]
+    first = iter(range(10))
+    assert list(pool.map(pow, first, [2, 2], buffersize=1)) == [0, 1]
+    assert next(first) == 3
+
+
+def test_buffersize_infinite_input(bs_impl, pools):
+    pool = pools.new(max_workers=2)
+    counter = itertools.count()
+    it = pool.map(operator.neg, counter, buffersize=4)
+    assert [next(it) for _ in range(20)] == [-i for i in range(20)]
+    it.close()
+    assert next(counter) == 24   # 4 at the call, one per next()
+
+
+def test_buffersize_results_in_input_order(bs_impl, pools):
+    """Odd items finish first, each even one waits for the next."""
+    pool = pools.new(max_workers=4)
+    done = [pools.event() for _ in range(8)]
+
+    def fn(i):
+        if i % 2 == 0:
+            assert done[i + 1].wait(WAIT)
+        done[i].set()
+        return -i
+
+    assert list(pool.map(fn, range(8), timeout=WAIT, buffersize=2)) == \
+        [-i for i in range(8)]
+
+
+@pytest.mark.parametrize("buffersize", [1, 3, 8])
+def test_buffersize_bounds_the_calls_in_flight(bs_impl, pools, buffersize):
+    """Counted from inside the calls: calls started whose results the
+    consumer has not taken never exceed N + 1 (N between two next()
+    calls, one more pulled at a next() before it waits)."""
+    pool = pools.new(max_workers=8)
+    lock = threading.Lock()
+    counts = {"started": 0, "taken": 0, "most": 0}
+
+    def fn(i):
+        with lock:
+            counts["started"] += 1
+            counts["most"] = max(counts["most"],
+                                 counts["started"] - counts["taken"])
+        return i
+
+    for i, r in enumerate(pool.map(fn, range(300), buffersize=buffersize,
+                                   timeout=WAIT)):
+        assert r == i
+        with lock:
+            counts["taken"] += 1
+    assert counts["started"] == 300
+    assert 1 <= counts["most"] <= buffersize + 1
+
+
+def test_buffersize_n_plus_one_run_at_once(bs_impl, pools):
+    """While the consumer waits for the oldest result, N + 1 calls are
+    submitted: with as many workers they all run together (a barrier of
+    N + 1 calls opens; with only N it would time out)."""
+    n = 3
+    pool = pools.new(max_workers=n + 1)
+    barrier = pools.barrier(n + 1)
+    it = pool.map(lambda i: (barrier.wait(), i)[1], range(n + 1),
+                  buffersize=n, timeout=WAIT)
+    assert list(it) == list(range(n + 1))
+
+
+BAD_BUFFERSIZES = [
+    (False, ValueError, "buffersize must be None or > 0"),
+    (0, ValueError, "buffersize must be None or > 0"),
+    (-1, ValueError, "buffersize must be None or > 0"),
+    (-2 ** 70, ValueError, "buffersize must be None or > 0"),
+    (1.0, TypeError, "buffersize must be an integer or None"),
+    ("1", TypeError, "buffersize must be an integer or None"),
+    (2 ** 70, ValueError, "Stop argument for islice() must be None or an "
+                          "integer: 0 <= x <= sys.maxsize."),
+]
+
+
+@pytest.mark.parametrize("value,exc,message", BAD_BUFFERSIZES)
+def test_buffersize_validation(bs_impl, pools, value, exc, message):
+    """The stdlib's types and messages (past sys.maxsize it is islice's
+    error); nothing is pulled or submitted."""
+    pool = pools.new(max_workers=1)
+    inputs = Inputs([1, 2])
+    with pytest.raises(exc, match="^" + re.escape(message) + "$"):
+        pool.map(abs, inputs, buffersize=value)
+    assert inputs.calls == []
+    pools.assert_usable(pool)
+
+
+class Three(int):
+    pass
+
+
+@pytest.mark.parametrize("value", [True, 1, Three(3), sys.maxsize])
+def test_buffersize_accepts_any_int(bs_impl, pools, value):
+    """isinstance(buffersize, int), as the stdlib checks: True is 1."""
+    pool = pools.new(max_workers=1)
+    inputs = Inputs([-1, -2, -3, -4])
+    it = pool.map(abs, inputs, buffersize=value)
+    assert len(inputs.calls) == min(int(value), 5)
+    assert list(it) == [1, 2, 3, 4]
+
+
+def test_buffersize_none_is_the_eager_map(bs_impl, pools):
+    pool = pools.new(max_workers=1)
+    inputs = Inputs([-1, -2, -3])
+    it = pool.map(abs, inputs, buffersize=None)
+    assert len(inputs.calls) == 4
+    assert list(it) == [1, 2, 3]
+
+
+def test_buffersize_errors_come_in_the_stdlibs_order(bs_impl, pools):
+    """buffersize is checked before anything else (taskdemo's own checks of
+    fn, chunksize and timeout included), then zip(*iterables) is made, and
+    only then a buffersize past sys.maxsize is refused."""
+    pool = pools.new(max_workers=1)
+    bad = "buffersize must be None or > 0"
+    with pytest.raises(ValueError, match=bad):
+        pool.map(42, [1], buffersize=0)
+    with pytest.raises(ValueError, match=bad):
+        pool.map(abs, [1], chunksize=0, buffersize=0)
+    with pytest.raises(TypeError, match="buffersize must be an integer"):
+        pool.map(abs, [1], chunksize="a", buffersize=1.5)
+    with pytest.raises(ValueError, match=bad):
+        pool.map(abs, [1], timeout="soon", buffersize=0)
+    with pytest.raises(ValueError, match=bad):
+        pool.map(abs, 5, buffersize=0)
+    with pytest.raises(TypeError, match="not iterable"):
+        pool.map(abs, 5, buffersize=2 ** 70)
+    with pytest.raises(TypeError):
+        pool.map(abs, [1], 5, buffersize=2)
+    pool.shutdown(wait=True)
+    with pytest.raises(ValueError, match=bad):
+        pool.map(abs, [1], buffersize=0)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        pool.map(abs, [1], buffersize=2)
+    assert list(pool.map(abs, [], buffersize=2)) == []
+
+
+def test_buffersize_empty_inputs(bs_impl, pools):
+    pool = pools.new(max_workers=1)
+    assert list(pool.map(abs, [], buffersize=3)) == []
+    assert list(pool.map(abs, buffersize=3)) == []
+    assert list(pool.map(pow, [1, 2], [], buffersize=1)) == []
+
+
+def test_buffersize_exhausted_iterator_stays_exhausted(bs_impl, pools):
+    pool = pools.new(max_workers=2)
+    inputs = Inputs([-1, -2])
+    it = pool.map(abs, inputs, buffersize=5)
+    assert list(it) == [1, 2]
+    calls = len(inputs.calls)
+    assert list(it) == []
+    with pytest.raises(StopIteration):
+        next(it)
+    it.close()
+    assert len(inputs.calls) == calls
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_buffersize_started_iterator_closed_cancels_the_rest(bs_impl, pools,
+                                                             how):
+    """Item 1 is running: it finishes, the items pulled and not started
+    never run, and nothing more is pulled."""
+    pool = pools.new(max_workers=1)
+    fn, ran, started, gate = blocking_items(pools, block_at=1)
+    inputs = Inputs(range(10))
+    it = pool.map(fn, inputs, buffersize=3)
+    assert next(it) == 0
+    assert started.wait(WAIT)
+    if how == "close":
+        it.close()
+        assert list(it) == []
+    else:
+        del it
+        gc.collect()
+    gate.set()
+    pool.shutdown(wait=True)
+    assert ran == [0, 1]
+    assert len(inputs.calls) == 4
+
+
+@pytest.mark.parametrize("how", ["close", "drop"])
+def test_buffersize_iterator_never_started_runs_the_first_n(bs_impl, pools,
+                                                            how):
+    pool = pools.new(max_workers=1)
+    fn, ran, started, gate = blocking_items(pools, block_at=1)
+    inputs = Inputs(range(10))
+    it = pool.map(fn, inputs, buffersize=3)
+    assert started.wait(WAIT)
+    if how == "close":
+        it.close()
+        assert list(it) == []
+    else:
+        del it
+        gc.collect()
+    gate.set()
+    pool.shutdown(wait=True)
+    assert ran == [0, 1, 2]
+    assert len(inputs.calls) == 3
+
+
+def test_buffersize_exception_in_a_call(bs_impl, pools):
+    """Item 1 raises at its position; item 2 (running) finishes, the items
+    pulled after it never run, and the iteration is over."""
+    pool = pools.new(max_workers=1)
+    ran = []
+    started = pools.event()
+    gate = pools.event()
+
+    def fn(i):
+        ran.append(i)
+        if i == 1:
+            raise KeyError(i)
+        if i == 2:
+            started.set()
+            assert gate.wait(WAIT)
+        return i
+
+    inputs = Inputs(range(10))
+    it = pool.map(fn, inputs, buffersize=3)
+    assert next(it) == 0
+    assert started.wait(WAIT)
+    with pytest.raises(KeyError):
+        next(it)
+    gate.set()
+    pool.shutdown(wait=True)
+    assert ran == [0, 1, 2]
+    assert len(inputs.calls) == 5
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_buffersize_error_from_the_inputs_while_iterating(bs_impl, pools):
+    """The error comes out of the next() that pulled, before its result;
+    the items pulled and not started are cancelled."""
+    pool = pools.new(max_workers=1)
+    fn, ran, started, gate = blocking_items(pools, block_at=1)
+    it = pool.map(fn, Inputs([0, 1, 2, LookupError("input broke")]),
+                  buffersize=2)
+    assert next(it) == 0
+    assert started.wait(WAIT)
+    with pytest.raises(LookupError, match="input broke"):
+        next(it)
+    assert list(it) == []
+    gate.set()
+    pool.shutdown(wait=True)
+    assert ran == [0, 1]
+
+
+def test_buffersize_error_from_the_inputs_at_the_call(bs_impl, pools):
+    """map() raises it; the items pulled before it still run."""
+    pool = pools.new(max_workers=1)
+    ran = []
+    with pytest.raises(LookupError, match="input broke"):
+        pool.map(ran.append, Inputs([1, 2, LookupError("input broke"), 3]),
+                 buffersize=5)
+    pool.shutdown(wait=True)
+    assert ran == [1, 2]
+
+
+def test_buffersize_input_that_reenters_the_iterator(bs_impl, pools):
+    """The inputs are pulled inside next(): calling next() on the iterator
+    from there is "already executing", as with a generator."""
+    pool = pools.new(max_workers=1)
+    box = []
+
+    def gen():
+        yield 1
+        yield 2
+        next(box[0])
+        yield 3
+
+    it = pool.map(abs, gen(), buffersize=2)
+    box.append(it)
+    with pytest.raises(ValueError, match="already executing"):
+        next(it)
+    assert list(it) == []
+
+
+def test_buffersize_timeout(bs_impl, pools):
+    """Item 1 still runs at the deadline: TimeoutError ends the iteration,
+    item 1 finishes and the items pulled after it never run."""
+    pool = pools.new(max_workers=1)
+    fn, ran, started, gate = blocking_items(pools, block_at=1)
+    it = pool.map(fn, range(10), timeout=0.2, buffersize=2)
+    assert next(it) == 0
+    assert started.wait(WAIT)
+    with pytest.raises(cf.TimeoutError):
+        next(it)
+    gate.set()
+    pool.shutdown(wait=True)
+    assert ran == [0, 1]
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_buffersize_shutdown_while_iterating(bs_impl, pools):
+    """With inputs left, the next next() pulls one and cannot submit it:
+    RuntimeError, and the iteration is over.  With none left, the results
+    submitted before come out."""
+    pool = pools.new(max_workers=1)
+    it = pool.map(abs, range(10), buffersize=2)
+    assert next(it) == 0
+    pool.shutdown(wait=True)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        next(it)
+    assert list(it) == []
+
+    pool = pools.new(max_workers=1)
+    it = pool.map(abs, [-1, -2], buffersize=2)
+    assert next(it) == 1
+    pool.shutdown(wait=True)
+    assert list(it) == [2]
+
+
+def test_buffersize_shutdown_cancel_futures(bs_impl, pools):
+    """Inputs all pulled: the running item yields, the next one raises
+    CancelledError."""
+    pool = pools.new(max_workers=1)
+    fn, ran, started, gate = blocking_items(pools, block_at=1)
+    it = pool.map(fn, range(3), buffersize=3)
+    assert next(it) == 0
+    assert started.wait(WAIT)
+    pool.shutdown(wait=False, cancel_futures=True)
+    gate.set()
+    assert next(it) == 10
+    with pytest.raises(cf.CancelledError):
+        next(it)
+    assert list(it) == []
+    pool.shutdown(wait=True)
+    assert ran == [0, 1]
+
+
+def test_buffersize_broken_pool(bs_impl, pools):
+    """A failing initializer breaks the pool: refused at the call, or the
+    next next() cannot submit its input (BrokenThreadPool either way)."""
+    def init():
+        raise OSError("no")
+
+    pool = pools.new(max_workers=1, initializer=init)
+    try:
+        it = pool.map(abs, range(10), buffersize=2)
+    except cf.BrokenExecutor:
+        return   # broken before the call
+    with pytest.raises(cf.BrokenExecutor):
+        list(it)
+
+
+def test_buffersize_executor_gone_before_the_first_next(bs_impl):
+    """The iterator holds its executor weakly until the first next(): an
+    executor collected before then pulls nothing more, and the results
+    submitted at the call still come out."""
+    pool = bs_impl.Executor(max_workers=1)
+    inputs = Inputs([-1, -2, -3, -4])
+    it = pool.map(abs, inputs, buffersize=2)
+    gone = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert gone() is None
+    assert list(it) == [1, 2]
+    assert len(inputs.calls) == 2
+
+
+def test_buffersize_started_iterator_keeps_its_executor(bs_impl):
+    """From the first next() on, the iterator holds the executor; it lets
+    go once the iteration is over."""
+    pool = bs_impl.Executor(max_workers=1)
+    it = pool.map(abs, [-1, -2, -3, -4], buffersize=2)
+    assert next(it) == 1
+    gone = weakref.ref(pool)
+    del pool
+    gc.collect()
+    assert gone() is not None
+    assert list(it) == [2, 3, 4]
+    gc.collect()
+    assert gone() is None
+
+
+def test_buffersize_next_while_another_thread_waits(bs_impl, pools):
+    pool = pools.new(max_workers=1)
+    fn, ran, started, gate = blocking_items(pools, block_at=0, n=2)
+    it = pool.map(fn, range(2), buffersize=1)
+    outcomes = []
+    refused = pools.event()
+
+    def consume():
+        try:
+            outcomes.append(next(it))
+        except ValueError as exc:
+            outcomes.append(exc)
+            refused.set()
+
+    threads = [threading.Thread(target=consume) for _ in range(2)]
+    for t in threads:
+        t.start()
+    assert refused.wait(WAIT)
+    with pytest.raises(ValueError):
+        it.close()
+    gate.set()
+    for t in threads:
+        t.join(WAIT)
+    assert sorted(outcomes, key=repr)[0] == 0
+    assert list(it) == [10]
+
+
+def test_buffersize_from_a_task_of_the_same_pool(bs_impl, pools):
+    pool = pools.new(max_workers=2)
+    outer = pool.submit(lambda: list(pool.map(
+        lambda x: x + 1, range(500), buffersize=4, timeout=WAIT)))
+    assert pools.returns_within(lambda: outer.result(WAIT)) == \
+        list(range(1, 501))
+
+
+def test_buffersize_many_items(bs_impl, pools):
+    n = 20_000 if bs_impl.is_taskdemo else 2_000
+    pool = pools.new(max_workers=2)
+    for buffersize in (1, 7, 1000):
+        assert list(pool.map(operator.neg, range(n),
+                             buffersize=buffersize)) == \
+            [-i for i in range(n)]
+    assert list(pool.map(operator.add, range(n), range(n), buffersize=64)) \
+        == [2 * i for i in range(n)]
+    many = [range(3)] * 20   # more arguments than a runner keeps inline
+    assert list(pool.map(lambda *a: sum(a), *many, buffersize=2)) == \
+        [0, 20, 40]
+
+
+def test_buffersize_rows_move_while_calls_run(bs_impl, pools):
+    """The inputs and the calls both give up the GIL, so the buffer grows
+    (taskdemo: its rows move) while calls are running; every call still
+    gets its own arguments, with few and with many iterables."""
+    pool = pools.new(max_workers=4)
+
+    def slow_range(n):
+        for i in range(n):
+            time.sleep(0)   # lets the calls run between two pulls
+            yield i
+
+    def add(*args):
+        time.sleep(0)       # lets the next pull in during the call
+        return sum(args)
+
+    n = 2000 if bs_impl.is_taskdemo else 500
+    assert list(pool.map(add, slow_range(n), range(n), buffersize=700)) == \
+        [2 * i for i in range(n)]
+    many = [range(n)] * 11
+    assert list(pool.map(add, slow_range(n), *many, buffersize=300)) == \
+        [12 * i for i in range(n)]
+
+
+def test_buffersize_a_call_keeps_its_arguments_while_rows_move(bs_impl,
+                                                              pools):
+    """max(a, b, c), a C function, reads c after comparing b with a.  The
+    comparison waits while the inputs grow the buffer by a thousand items
+    (in taskdemo, its rows move to a bigger ring): c must still be the
+    call's own.  Reading it from the old rows is a use-after-free that
+    ASan reports only with freed memory overwritten (libpython is not
+    instrumented): ASAN_OPTIONS=max_free_fill_size=1048576:free_fill_byte=170
+    made that crash when the runner called fn on the row itself."""
+    pool = pools.new(max_workers=2)
+    in_call = pools.event()
+    grown = pools.event()
+
+    class Gate(int):
+        def __gt__(self, other):
+            in_call.set()
+            assert grown.wait(WAIT)
+            return int(self) > int(other)
+
+    def inputs():
+        yield 0
+        assert in_call.wait(WAIT)
+        yield from range(1, 1000)
+        grown.set()
+
+    it = pool.map(max, inputs(), [Gate(-1)] + [0] * 999,
+                  [7] + [-1] * 999, buffersize=2000)
+    assert list(it) == [7] + list(range(1, 1000))
+
+
+def test_buffersize_refcounts_back_to_baseline(bs_impl, pools):
+    """Arguments, results and exceptions are released once the iteration
+    ends, however it ends."""
+    pool = pools.new(max_workers=2)
+    arg, res = Payload(), Payload()
+    err = ValueError("payload")
+    base = sys.getrefcount(arg), sys.getrefcount(res), sys.getrefcount(err)
+
+    def echo(a, r):
+        return r
+
+    def fail(a):
+        raise err
+
+    got = list(pool.map(echo, [arg] * 500, [res] * 500, buffersize=3))
+    assert all(r is res for r in got)
+    del got
+    with pytest.raises(ValueError):
+        list(pool.map(fail, [arg] * 50, buffersize=4))
+    err.__traceback__ = None   # its frames hold `a`
+    it = pool.map(echo, [arg] * 50, [res] * 50, buffersize=5)
+    next(it)
+    it.close()
+    del it
+    it = pool.map(echo, [arg] * 50, [res] * 50, buffersize=5)  # not started
+    del it
+    many = [[arg] * 30] * 12
+    assert len(list(pool.map(lambda *a: res, *many, buffersize=2))) == 30
+    del many
+    pool.shutdown(wait=True)
+    gc.collect()
+    assert (sys.getrefcount(arg), sys.getrefcount(res),
+            sys.getrefcount(err)) == base
+
+
+def test_buffersize_leaves_no_objects_behind(bs_impl, pools):
+    """Thousands of maps, ended every way: the tracked objects settle."""
+    pool = pools.new(max_workers=2)
+
+    def rounds(k):
+        for i in range(k):
+            assert list(pool.map(abs, range(-6, 0), buffersize=2)) == \
+                [6, 5, 4, 3, 2, 1]
+            it = pool.map(abs, itertools.count(), buffersize=3)
+            next(it)
+            it.close()
+            pool.map(abs, range(4), buffersize=2)   # never started
+            with pytest.raises(ZeroDivisionError):
+                list(pool.map(operator.truediv, [1, 1], [1, 0],
+                              buffersize=1))
+
+    rounds(200)
+    gc.collect()
+    before = len(gc.get_objects())
+    rounds(2000 if bs_impl.is_taskdemo else 300)
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+
+
+def test_buffersize_gc_collects_an_iterator_in_a_cycle(bs_impl, pools):
+    """The inputs and the results refer back to the iterator: once it is
+    dropped the collector frees all of it."""
+    pool = pools.new(max_workers=2)
+    marker = Payload()
+    box = [marker]
+
+    def gen():
+        while True:
+            yield box
+
+    it = pool.map(lambda b: b, gen(), buffersize=3)
+    box.append(it)
+    assert next(it) is box
+    alive = weakref.ref(marker)
+    del it, box, marker
+    gc.collect()
+    pool.shutdown(wait=True)
+    gc.collect()
+    assert alive() is None
+
+
+BUFFERED_EXIT_SCRIPT = """
+import os, threading
+{import_line}
+gate = threading.Event()
+def fn(i):
+    if i == 0:
+        gate.wait(10)
+    os.write(1, b"item %d\\n" % i)
+pool = Executor(max_workers=1)
+it = pool.map(fn, iter(range(5)), buffersize=2)     # never iterated
+started = pool.map(fn, iter(range(10, 15)), buffersize=2)
+gate.set()
+assert next(started) is None            # pulled item 12
+os.write(1, b"exiting\\n")
+"""
+
+
+def test_buffersize_interpreter_exit(bs_impl, run_in_subprocess):
+    """At exit the calls submitted still run: the first N of a map never
+    iterated, and those a started iterator had pulled."""
+    rc, out, err = run_in_subprocess(
+        BUFFERED_EXIT_SCRIPT.format(import_line=bs_impl.import_line),
+        timeout=30)
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert [l for l in lines if l.startswith("item")] == \
+        ["item 0", "item 1", "item 10", "item 11", "item 12"], out
+    assert "exiting" in lines
+
+
+# -- taskdemo only: buffersize's timeline and context ------------------------
+
+
+def test_buffersize_timeline_accounts_for_every_item(taskdemo):
+    before = taskdemo.monotonic_ns() / 1e9
+    with taskdemo.ThreadPoolExecutor(max_workers=2) as pool:
+        assert list(pool.map(named_task, range(2000), buffersize=7)) == \
+            list(range(2000))
+        timeline = pool.timeline()
+    after = taskdemo.monotonic_ns() / 1e9
+    assert sum(r.items for r in timeline) == 2000 and timeline.dropped == 0
+    assert {r.label for r in timeline} == {"named_task"}
+    for r in timeline:
+        assert before <= r.submitted <= r.started <= r.ended <= after
+
+
+def test_buffersize_items_see_the_context_of_the_call(taskdemo):
+    """Items pulled at a later next() still start in the context as it was
+    at the map call, as every item of a map does."""
+    with taskdemo.ThreadPoolExecutor(max_workers=1) as pool:
+        token = request_id.set("at-call")
+        try:
+            it = pool.map(lambda _: request_id.get(), range(6), buffersize=2)
+            request_id.set("later")
+            assert list(it) == ["at-call"] * 6
+        finally:
+            request_id.reset(token)
 
 
 FORK_SCRIPT = """

@@ -55,6 +55,9 @@ POOL_LINES: List[Tuple[str, object]] = [
 TASKDEMO_LINES: List[Tuple[str, object]] = [
     ("pool = taskdemo.ThreadPoolExecutor(max_workers=2)", None),
     ("reveal_type(pool)", "R: taskdemo.*ThreadPoolExecutor"),
+    # buffersize on every version, not only where the stdlib has it (3.14)
+    ("reveal_type(pool.map(str, [1], buffersize=4))", R("typing.Iterator[str]")),
+    ("pool.map(str, [1], buffersize='4')", "E: arg-type"),
     ("tpe: concurrent.futures.ThreadPoolExecutor = pool", None),
     ("reveal_type(taskdemo.thread_count())", R("int")),
     ("reveal_type(taskdemo.additional_thread_count())", R("int")),
