@@ -936,7 +936,7 @@ py_map_job **py_pool_map_jobs(py_pool *pp)
  * Only submits that start a worker wait, at most max_workers per pool;
  * the check costs one atomic load.  No signal check here: the task is
  * queued already, and the signal is handled at the next opportunity. */
-static void await_new_workers(py_pool *pp)
+void py_pool_await_new_workers(py_pool *pp)
 {
     if (pp->started >= td_pool_spawned(pp->core)) {
         return;
@@ -958,8 +958,6 @@ int py_pool_submit_runner(py_pool *pp, PyObject *job)
                                    TD_POOL_TAG_UNRECORDED);
     if (rc != TD_OK) {
         Py_DECREF(job);
-    } else {
-        await_new_workers(pp);
     }
     return rc;
 }
@@ -1032,7 +1030,7 @@ static PyObject *executor_submit(PyObject *op, PyObject *const *args,
         Py_DECREF(future);
         return py_raise(st, rc);
     }
-    await_new_workers(pp);
+    py_pool_await_new_workers(pp);
     return future;
 }
 

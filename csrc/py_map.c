@@ -635,6 +635,7 @@ static int add_runner(py_pool *pp, py_map_job *job)
     int rc = py_pool_submit_runner(pp, (PyObject *)job);
     if (rc == TD_OK) {
         job->runners++;
+        py_pool_await_new_workers(pp);   /* counted: the GIL may go now */
     } else if (job->runners == 0) {
         list_remove(job);
     }
@@ -1158,6 +1159,8 @@ static int job_launch(py_pool *pp, py_map_job *job)
         job->runners++;
     }
     if (job->runners > 0) {
+        /* Counted: the GIL may go now, to let new workers register. */
+        py_pool_await_new_workers(pp);
         return 0;   /* fewer runners still run every item */
     }
     list_remove(job);
@@ -1180,7 +1183,7 @@ const char py_map_doc[] = (
 "cancels the calls not yet started.\n\n"
 "buffersize=N (an int >= 1) bounds the calls submitted ahead of the\n"
 "consumer, as Python 3.14's Executor.map does, on every Python version\n"
-"(3.9-3.13 too): the first N inputs are taken from the iterables at\n"
+"(3.10-3.13 too): the first N inputs are taken from the iterables at\n"
 "this call, then one more at each next() while results are outstanding,\n"
 "so infinite iterables work; an error from the inputs, or RuntimeError\n"
 "if the pool was shut down meanwhile, is raised by that next() and ends\n"

@@ -163,6 +163,10 @@ py_map_job **py_pool_map_jobs(py_pool *pp);
 /* Queues a runner of the map job; the queue holds a new reference.
  * Returns a TD_* code. */
 int py_pool_submit_runner(py_pool *pp, PyObject *job);
+/* After a submit that may have started workers, once the caller's state
+ * is consistent (it releases the GIL): waits until they have registered
+ * with threading, as Thread.start() does.  Cheap when none started. */
+void py_pool_await_new_workers(py_pool *pp);
 /* On a worker, between units of work of one task: gives the GIL to other
  * threads if this worker has held it too long.  Returns 1 if it did.  It
  * reads the clock: call it every few dozen units, not after each. */

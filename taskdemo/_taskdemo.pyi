@@ -57,7 +57,7 @@ class ExecutorBase:
 
         buffersize=N bounds the calls submitted ahead of the consumer, as
         Python 3.14's Executor.map does, and is accepted on every Python
-        version taskdemo supports (3.9-3.13 included): N inputs are taken
+        version taskdemo supports (3.10-3.13 included): N inputs are taken
         at the call, then one more per next(), so infinite iterables work.
         """
     def shutdown(self, wait: bool = ..., *, cancel_futures: bool = ...) -> None: ...
