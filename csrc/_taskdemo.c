@@ -419,6 +419,35 @@ PyObject *py_import_attr(const char *module, const char *name)
     return attr;
 }
 
+/* A Python function that does nothing: calling it enters the eval loop,
+ * whose check hands the GIL to a thread that asked for it. */
+static PyObject *make_gil_yield(void)
+{
+    PyObject *code = Py_CompileString("def gil_yield():\n    pass\n",
+                                      "<taskdemo>", Py_file_input);
+    if (code == NULL) {
+        return NULL;
+    }
+    PyObject *globals = PyDict_New();
+    PyObject *fn = NULL;
+    if (globals != NULL &&
+        PyDict_SetItemString(globals, "__builtins__",
+                             PyEval_GetBuiltins()) == 0) {
+        PyObject *r = PyEval_EvalCode(code, globals, globals);
+        if (r != NULL) {
+            Py_DECREF(r);
+            fn = PyDict_GetItemString(globals, "gil_yield");
+            Py_XINCREF(fn);
+        }
+    }
+    Py_XDECREF(globals);
+    Py_DECREF(code);
+    if (fn == NULL && !PyErr_Occurred()) {
+        PyErr_SetString(PyExc_SystemError, "taskdemo: no gil_yield");
+    }
+    return fn;
+}
+
 static int module_exec(PyObject *module)
 {
 #if PY_VERSION_HEX < 0x030C0000
@@ -480,6 +509,10 @@ static int module_exec(PyObject *module)
     if (st->logger == NULL) {
         return -1;
     }
+    st->gil_yield = make_gil_yield();
+    if (st->gil_yield == NULL) {
+        return -1;
+    }
     int rc = td_waitset_init(&st->waitset);
     if (rc != TD_OK) {
         py_raise(st, rc);
@@ -529,6 +562,7 @@ static int module_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->str_release);
     Py_VISIT(st->str_notify_all);
     Py_VISIT(st->logger);
+    Py_VISIT(st->gil_yield);
     Py_VISIT(st->register_worker);
     Py_VISIT(st->unregister_worker);
     for (int i = 0; i < PY_NSTATES; i++) {
@@ -557,6 +591,7 @@ static int module_clear(PyObject *module)
     Py_CLEAR(st->str_release);
     Py_CLEAR(st->str_notify_all);
     Py_CLEAR(st->logger);
+    Py_CLEAR(st->gil_yield);
     Py_CLEAR(st->register_worker);
     Py_CLEAR(st->unregister_worker);
     for (int i = 0; i < PY_NSTATES; i++) {

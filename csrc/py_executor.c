@@ -79,6 +79,7 @@ typedef struct worker_tls {
     unsigned tasks_since_check;   /* tasks run since the clock was read */
     td_waitset *owed_wake;   /* a finished result's waiters to wake */
     PyObject *thread;        /* its threading.Thread stand-in */
+    py_state *st;            /* its module's state */
 } worker_tls;
 
 static _Thread_local worker_tls tls;
@@ -183,6 +184,7 @@ static int worker_start(void *ctx, unsigned index)
     tls.holds_gil = 1;
     tls.gil_since_ns = td_clock_now_ns();
     tls.thread = NULL;
+    tls.st = pp->st;
 
     py_state *st = pp->st;
     if (st->register_worker != NULL) {
@@ -261,21 +263,41 @@ static int gil_held_too_long(void)
             td_clock_now_ns() - tls.gil_since_ns > GIL_HOLD_NS);
 }
 
+/*
+ * Lets a thread that waits for the GIL have it, if one does, the way
+ * CPython shares it: a thread that got no GIL for a switch interval asks
+ * for it, and the holder's eval loop hands it over at its next check and
+ * waits until the asker has it.  A worker running builtins never reaches
+ * that check, so enter the eval loop here (a no-op Python function).
+ * Giving the GIL up and taking it back by hand does not do it: the worker
+ * takes it straight back before the waiter wakes, and the switch that
+ * counts as tells the waiter not to ask (threads started while a pool ran
+ * short tasks back to back waited seconds for their first GIL).
+ */
+static void let_waiting_threads_in(void)
+{
+    PyObject *r = PyObject_CallNoArgs(tls.st->gil_yield);
+    if (r == NULL) {
+        PyErr_WriteUnraisable(tls.st->gil_yield);   /* an async exception */
+    }
+    Py_XDECREF(r);
+    tls.gil_since_ns = td_clock_now_ns();
+}
+
 /* The start of every task: the GIL, and no wake-up left owing. */
 static void begin_task(void)
 {
-    if (gil_held_too_long()) {
-        /* Builtins called as tasks never reach the eval loop's switch
-         * check; let waiting threads in between tasks.  This happens here,
-         * not after the last task: the GIL must not be given up between
-         * dropping a task's reference and the core forgetting the task
-         * (a fork then would make the child drop it again). */
-        give_gil();
-    }
     /* More work was queued right behind the last task: its waiters must
      * not wait for this one too. */
     pay_owed_wake();
     take_gil();
+    if (gil_held_too_long()) {
+        /* Between tasks, not after the last one: the GIL must not be
+         * given up between dropping a task's reference and the core
+         * forgetting the task (a fork then would make the child drop it
+         * again). */
+        let_waiting_threads_in();
+    }
 }
 
 /* The td_task_fn of every Python task: arg is the future, carrying the
@@ -306,9 +328,8 @@ int py_worker_breathe(void)
     }
     /* Between two map items, with the job's reference still held, the
      * GIL may go: a fork meanwhile reports the runner as lost, once. */
-    give_gil();
     pay_owed_wake();
-    take_gil();
+    let_waiting_threads_in();
     return 1;
 }
 

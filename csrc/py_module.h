@@ -60,6 +60,8 @@ typedef struct py_state {
     PyObject *condition_waiters;   /* its _waiters deque, never replaced */
     PyObject *str_acquire, *str_release, *str_notify_all;   /* interned */
     PyObject *logger;              /* logging.getLogger("concurrent.futures") */
+    PyObject *gil_yield;           /* a no-op Python function: calling it
+                                      lets a GIL waiter in (py_executor.c) */
     PyObject *state_names[PY_NSTATES];   /* 'PENDING', ... as the stdlib */
 
     /* Set by taskdemo/__init__.py: give a worker its threading.Thread. */
