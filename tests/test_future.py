@@ -334,6 +334,21 @@ def test_get_snapshot_matches_the_stdlib_method(taskdemo):
         assert same(ours._get_snapshot(), stdlib_snapshot(ours)), ours._state
 
 
+def test_get_snapshot_keeps_no_references(taskdemo):
+    """The C snapshot takes a reference to each item for its tuple and no
+    more: after 10,000 snapshots the result and the exception are held by
+    as many references as before."""
+    result, error = ["result"], KeyError("error")
+    returned, raised = taskdemo.Future(), taskdemo.Future()
+    returned.set_result(result)
+    raised.set_exception(error)
+    before = sys.getrefcount(result), sys.getrefcount(error)
+    for _ in range(10_000):
+        returned._get_snapshot()
+        raised._get_snapshot()
+    assert (sys.getrefcount(result), sys.getrefcount(error)) == before
+
+
 def test_get_snapshot_is_never_torn(impl, pools):
     """A worker completes futures while another thread snapshots them over
     and over: a snapshot saying done always carries that future's own
