@@ -7,6 +7,9 @@
  * asyncio.wrap_future() and run_in_executor() accept it.  Every public
  * method is overridden in C; the base class's __init__ never runs, so a
  * future builds no threading.Condition and no list unless somebody asks.
+ * So is `_get_snapshot()`, private, which CPython 3.15's asyncio calls on
+ * every wrap_future()/run_in_executor() completion; the stdlib's takes
+ * `_condition` (see future_get_snapshot), so ours is on every version.
  *
  * State lives in an atomic int (PY_PENDING ... PY_FINISHED).  It changes
  * only with the GIL held; it is atomic for the threads that wait on it with
@@ -693,6 +696,53 @@ static PyObject *future_done(PyObject *self, PyObject *unused)
     return PyBool_FromLong(is_done(atomic_load(&F(self)->state)));
 }
 
+PyDoc_STRVAR(get_snapshot_doc,
+"_get_snapshot()\n--\n\n"
+"Return (done, cancelled, result, exception), read in one go.\n\n"
+"As CPython 3.15's Future._get_snapshot(), which asyncio calls when a\n"
+"wrapped future completes: (True, False, result, exception) once\n"
+"finished (the one not set is None), (True, True, None, None) once\n"
+"cancelled, and (False, False, None, None) before.  Never blocks and\n"
+"builds no threading.Condition; present on every Python version.");
+
+static PyObject *future_get_snapshot(PyObject *self, PyObject *unused)
+{
+    (void)unused;
+    future_fields *f = F(self);
+    /* Synchronised as result() is: the state changes only with the GIL
+     * held, and complete() stores the result or exception before it
+     * stores PY_FINISHED, with no Python code in between, so a thread
+     * holding the GIL never sees PY_FINISHED without its outcome.  The
+     * stdlib takes `_condition` here because that lock is all that guards
+     * its fields; ours guards only the stdlib's waiters, so it is not
+     * taken even once handed out.  A finished future never changes. */
+    int state = atomic_load(&f->state);
+    PyObject *items[4];
+    if (state == PY_FINISHED) {
+        items[0] = Py_True;
+        items[1] = Py_False;
+        items[2] = f->result ? f->result : Py_None;
+        items[3] = f->exception ? f->exception : Py_None;
+    } else {
+        items[0] = items[1] = is_done(state) ? Py_True : Py_False;
+        items[2] = items[3] = Py_None;
+    }
+    /* References first: allocating the tuple can run the GC, and other
+     * threads with it, which could replace a tampered-with _td_result. */
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(items[i]);
+    }
+    PyObject *snapshot = PyTuple_New(4);
+    for (int i = 0; i < 4; i++) {
+        if (snapshot != NULL) {
+            PyTuple_SET_ITEM(snapshot, i, items[i]);
+        } else {
+            Py_DECREF(items[i]);
+        }
+    }
+    return snapshot;
+}
+
 PyDoc_STRVAR(add_done_callback_doc,
 "add_done_callback(fn)\n--\n\n"
 "Call fn(future) once the future is done (at once if it is).  Exceptions\n"
@@ -908,6 +958,7 @@ static PyMethodDef future_methods[] = {
      "running()\n--\n\nReturn True if the call is running now."},
     {"done", future_done, METH_NOARGS,
      "done()\n--\n\nReturn True if the future finished or was cancelled."},
+    {"_get_snapshot", future_get_snapshot, METH_NOARGS, get_snapshot_doc},
     {"add_done_callback", future_add_done_callback, METH_O,
      add_done_callback_doc},
     {"set_running_or_notify_cancel", future_set_running_or_notify_cancel,

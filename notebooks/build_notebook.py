@@ -335,6 +335,8 @@ so a few pieces of it may arrive out of order.
 """)
 
 code("""
+from multiprocessing import get_all_start_methods, get_context
+
 def run_in_process():
   with stopwatch('Set #3'):
     asyncio.run(demo_with_just_await(runs))
@@ -344,6 +346,11 @@ def run_in_process():
 
 # Normally, we can just invoke asyncio.run(demo()). However, Jupyter's kernel
 # seems to be using asyncio. So, we use a different thread to bypass the limit.
+# Python 3.14 made "forkserver" the default start method on Linux, whose child
+# cannot find run_in_process (it lives in this kernel, not in a module), so we
+# ask for "fork" wherever it exists: the child starts as a copy of this kernel.
+if 'fork' in get_all_start_methods():
+  Process = get_context('fork').Process
 p = Process(target=run_in_process)
 p.start()
 p.join()

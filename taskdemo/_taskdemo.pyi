@@ -14,6 +14,11 @@ class TaskError(RuntimeError): ...
 
 class Future(concurrent.futures.Future[_T]):
     """A concurrent.futures.Future implemented in C."""
+    # CPython 3.15's private method, which its asyncio calls; ours is
+    # there on every version.
+    def _get_snapshot(
+        self,
+    ) -> Tuple[bool, bool, Optional[_T], Optional[BaseException]]: ...
 
 class Stopwatch:
     def __init__(self) -> None: ...

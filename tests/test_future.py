@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import logging
+import sys
 import threading
 import time
 
@@ -234,6 +235,180 @@ def test_callback_exception_is_logged_not_raised(impl, pools, caplog):
         assert r.exc_info and r.exc_info[0] is ZeroDivisionError, (
             f"logged without the callback's exception: exc_info={r.exc_info}"
         )
+
+
+# -- _get_snapshot (CPython 3.15) ----------------------------------------------
+
+# CPython 3.15's asyncio reads a concurrent future's outcome with
+# Future._get_snapshot() on every wrap_future()/run_in_executor() completion.
+# taskdemo's future has its own (in C) on every version; the stdlib's only
+# from 3.15, so the stdlib half of these tests is skipped before.
+STDLIB_HAS_SNAPSHOT = hasattr(cf.Future, "_get_snapshot")
+NO_STDLIB_SNAPSHOT = "the stdlib's Future has _get_snapshot() only from CPython 3.15"
+
+PENDING_SNAPSHOT = (False, False, None, None)
+CANCELLED_SNAPSHOT = (True, True, None, None)
+
+
+def _snapshot(f):
+    """f._get_snapshot(), checked to be a 4-tuple whose flags are bools."""
+    snap = f._get_snapshot()
+    assert type(snap) is tuple and len(snap) == 4, snap
+    assert type(snap[0]) is bool and type(snap[1]) is bool, snap
+    return snap
+
+
+def _skip_without_snapshot(impl):
+    if not impl.is_taskdemo and not STDLIB_HAS_SNAPSHOT:
+        pytest.skip(NO_STDLIB_SNAPSHOT)
+
+
+def test_get_snapshot_in_each_state(impl, pools):
+    """(done, cancelled, result, exception) as the stdlib's: pending and
+    running (False, False, None, None); cancelled, before and after the
+    worker passed it, (True, True, None, None); finished (True, False,
+    result, None) or (True, False, None, exception), the very objects."""
+    _skip_without_snapshot(impl)
+    pool = pools.new(max_workers=1)
+    running, gate = _running_task(pools, pool)
+    box = ["the result"]
+    error = LookupError("the exception")
+
+    def fail():
+        raise error
+
+    returns = pool.submit(lambda: box)
+    returns_none = pool.submit(lambda: None)
+    raises = pool.submit(fail)
+    cancelled = pool.submit(pow, 2, 2)
+    assert cancelled.cancel()
+    assert running._state == "RUNNING" and returns._state == "PENDING"
+    assert _snapshot(running) == PENDING_SNAPSHOT
+    for f in (returns, returns_none, raises):
+        assert _snapshot(f) == PENDING_SNAPSHOT
+    assert cancelled._state == "CANCELLED"
+    assert _snapshot(cancelled) == CANCELLED_SNAPSHOT
+    gate.set()
+    pool.shutdown(wait=True)
+    assert cancelled._state == "CANCELLED_AND_NOTIFIED"
+    assert _snapshot(cancelled) == CANCELLED_SNAPSHOT
+    assert _snapshot(running) == (True, False, "held", None)
+    snap = _snapshot(returns)
+    assert snap == (True, False, box, None) and snap[2] is box
+    assert _snapshot(returns_none) == (True, False, None, None)
+    snap = _snapshot(raises)
+    assert snap == (True, False, None, error) and snap[3] is error
+
+
+def test_get_snapshot_matches_the_stdlib_method(taskdemo):
+    """On 3.15, the stdlib's own Future._get_snapshot() run on taskdemo's
+    future (it reads our `_state`, `_result`, `_exception` and takes our
+    `_condition`) gives what ours gives, in every state; and ours on a
+    hand-completed taskdemo.Future gives what the stdlib's gives on a
+    cf.Future completed the same way (the stdlib's own test)."""
+    if not STDLIB_HAS_SNAPSHOT:
+        pytest.skip(NO_STDLIB_SNAPSHOT)
+    stdlib_snapshot = cf.Future._get_snapshot
+    assert taskdemo.Future._get_snapshot is not stdlib_snapshot
+
+    def same(a, b):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+    error = ValueError("test error")
+    result = ["result"]
+    for complete in (
+        lambda f: None,
+        lambda f: f.set_running_or_notify_cancel(),
+        lambda f: f.set_result(result),
+        lambda f: f.set_result(None),
+        lambda f: f.set_exception(error),
+        lambda f: f.cancel(),
+        lambda f: (f.cancel(), f.set_running_or_notify_cancel()),
+    ):
+        ours, theirs = taskdemo.Future(), cf.Future()
+        complete(ours)
+        complete(theirs)
+        assert ours._state == theirs._state
+        assert same(ours._get_snapshot(), stdlib_snapshot(theirs)), ours._state
+        # Last: the stdlib's method hands our future's _condition out.
+        assert same(ours._get_snapshot(), stdlib_snapshot(ours)), ours._state
+
+
+def test_get_snapshot_keeps_no_references(taskdemo):
+    """The C snapshot takes a reference to each item for its tuple and no
+    more: after 10,000 snapshots the result and the exception are held by
+    as many references as before."""
+    result, error = ["result"], KeyError("error")
+    returned, raised = taskdemo.Future(), taskdemo.Future()
+    returned.set_result(result)
+    raised.set_exception(error)
+    before = sys.getrefcount(result), sys.getrefcount(error)
+    for _ in range(10_000):
+        returned._get_snapshot()
+        raised._get_snapshot()
+    assert (sys.getrefcount(result), sys.getrefcount(error)) == before
+
+
+def test_get_snapshot_is_never_torn(impl, pools):
+    """A worker completes futures while another thread snapshots them over
+    and over: a snapshot saying done always carries that future's own
+    result (or exception) and never a cancel, and one saying not done
+    carries nothing.  Each task drops the GIL once (time.sleep(0)) and the
+    switch interval is tiny, so the two threads interleave throughout."""
+    _skip_without_snapshot(impl)
+    n = 2000
+    pool = pools.new(max_workers=2)
+    gate = pools.event()
+    ready = pools.barrier(2)
+    results = [[i] for i in range(n)]
+    errors = [KeyError(i) for i in range(n)]
+
+    def task(i):
+        assert gate.wait(WAIT)
+        time.sleep(0)
+        if i % 3 == 0:
+            raise errors[i]
+        return results[i]
+
+    futures = [pool.submit(task, i) for i in range(n)]
+    seen = {"pending": 0, "done": 0}
+    bad = []
+
+    def snapshotter():
+        ready.wait()
+        deadline = time.monotonic() + WAIT
+        left = list(range(n))
+        while left and time.monotonic() < deadline:
+            still = []
+            for i in left:
+                done, cancelled, result, exception = futures[i]._get_snapshot()
+                if not done:
+                    seen["pending"] += 1
+                    if cancelled or result is not None or exception is not None:
+                        bad.append((i, "pending", cancelled, result, exception))
+                    still.append(i)
+                    continue
+                seen["done"] += 1
+                want = (None, errors[i]) if i % 3 == 0 else (results[i], None)
+                if cancelled or result is not want[0] or exception is not want[1]:
+                    bad.append((i, "done", cancelled, result, exception))
+            left = still
+
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        watcher = threading.Thread(target=snapshotter, name="snapshotter")
+        watcher.start()
+        ready.wait()
+        gate.set()
+        watcher.join(WAIT * 2)
+    finally:
+        sys.setswitchinterval(old_interval)
+    assert not watcher.is_alive(), "snapshotter still running: possible deadlock"
+    assert not bad, f"torn snapshots (first 5 of {len(bad)}): {bad[:5]}"
+    assert seen["done"] == n, f"not every future was seen done: {seen}"
+    for f in futures:
+        assert f.done()
 
 
 # -- as_completed / wait -------------------------------------------------------
