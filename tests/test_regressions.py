@@ -287,3 +287,40 @@ def test_untracked_futures_do_not_leak_cycles(taskdemo, how):
             return box
 
         assert _collected(make_cycle)
+
+
+BUSY_POOL_STARVES_NEW_THREADS = """
+import os, sys, threading, time
+import taskdemo
+
+def again(pool):
+    pool.submit(again, pool)   # the queue is never empty
+
+worst = 0.0
+with taskdemo.ThreadPoolExecutor(1) as pool:
+    pool.submit(again, pool)
+    for _ in range(20):
+        t0 = time.monotonic()
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+        worst = max(worst, time.monotonic() - t0)
+    print("worst", worst)
+    sys.stdout.flush()
+    os._exit(0)   # the pool would run `again` for ever
+"""
+
+
+def test_busy_pool_does_not_starve_other_threads_of_the_gil(run_in_subprocess):
+    """A worker running short tasks back to back gave the GIL up every
+    5 ms and took it straight back; CPython's waiter asks the holder to
+    hand the GIL over only if no switch happened meanwhile, and each of
+    those counted as one, so a thread starting meanwhile waited up to 5.7 s
+    (3.13) or 17.6 s (3.14) for its first GIL, and CPython's
+    test_hang_global_shutdown_lock hung.  Workers now let waiters in
+    through the eval loop, which hands the GIL over when asked: a start
+    waits for one switch interval (5 ms), give or take a busy machine."""
+    rc, out, err = run_in_subprocess(BUSY_POOL_STARVES_NEW_THREADS, 120)
+    assert rc == 0, err
+    worst = float(out.split()[-1])
+    assert worst < 1.0, f"a thread waited {worst:.2f} s to start"
