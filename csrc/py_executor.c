@@ -14,9 +14,10 @@
  * is freed then (reap_orphans), or at interpreter exit (_shutdown_all).
  *
  * Workers and the GIL: a worker takes the GIL for its first task and keeps
- * it while it finds more work, giving it back only when the queue runs dry
- * (the thread_idle hook) or after holding it for a switch interval, so a
- * busy pool pays one GIL hand-off per batch, not per task.  Every C wait
+ * it while it finds more work, giving it back when the queue runs dry (the
+ * thread_idle hook), and after holding it for a switch interval lets a
+ * thread that asked for it in (let_waiting_threads_in), so a busy pool
+ * pays one GIL hand-off per batch, not per task.  Every C wait
  * releases the GIL; the pool lock is never held while taking the GIL.
  */
 #include "py_module.h"
@@ -26,9 +27,9 @@
 #include "td_clock.h"
 
 #define SLICE_NS (50 * 1000 * 1000)
-/* Hand the GIL back after holding it this long across tasks, even with
- * work queued, so submitters and waiters get to run (CPython's own
- * switch interval is 5 ms). */
+/* After holding the GIL this long across tasks, even with work queued,
+ * let a thread that waits for it in, so submitters and waiters get to run
+ * (CPython's own switch interval is 5 ms). */
 #define GIL_HOLD_NS (5 * 1000 * 1000)
 #define GIL_CHECK_EVERY 32
 /* Task records a pool keeps by default (32 bytes each), and at most. */
@@ -270,9 +271,9 @@ static int gil_held_too_long(void)
  * waits until the asker has it.  A worker running builtins never reaches
  * that check, so enter the eval loop here (a no-op Python function).
  * Giving the GIL up and taking it back by hand does not do it: the worker
- * takes it straight back before the waiter wakes, and the switch that
- * counts as tells the waiter not to ask (threads started while a pool ran
- * short tasks back to back waited seconds for their first GIL).
+ * takes it straight back before the waiter wakes, and CPython counts that
+ * as a switch, which tells the waiter not to ask (threads started while a
+ * pool ran short tasks back to back waited seconds for their first GIL).
  */
 static void let_waiting_threads_in(void)
 {
